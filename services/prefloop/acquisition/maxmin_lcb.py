@@ -1,0 +1,141 @@
+"""MaxMinLCB: a Stackelberg game between a leader and a follower response (Pásztor et al. 2024).
+
+For every prompt, with pairwise lower confidence bounds on the reward difference
+
+    LCB[i, j] = (mu_i - mu_j) - beta * (sigma_i + sigma_j),   i != j
+
+(the stds are summed, as in ActiveUltraFeedback's code), the leader is the response with the
+best worst case, ``i* = argmax_i min_j LCB[i, j]``, and the follower is its worst-case opponent
+``j* = argmin_j LCB[i*, j]``. Both argmax and argmin break near-ties (within ``argmax_tol``)
+uniformly at random with the passed ``rng``. This favours the probably-best response against its
+closest rival: small-gap, informative pairs.
+
+Optional candidate set (``use_candidate_set``): responses that could still be the best,
+``UCB[i, j] = (mu_i - mu_j) + beta (sigma_i + sigma_j) > -decision_buffer`` for every opponent,
+and the game is played among them. Fix of the reference bug (spec 8, item 4): when only one
+candidate remains the reference returned ``(c, c)``; here ``c`` leads and the follower is chosen
+from the full set. With no candidate at all (possible with zero stds and tied means) the full
+set is used.
+
+With ``pairs_per_prompt = k > 1`` the game is replayed ``k`` times, each round with the pairs
+taken before removed from the payoff matrix (if the candidate game runs out of pairs, the round
+falls back to the full set). ``score`` is the chosen pair's ``LCB[i*, j*]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from prefloop.acquisition._checks import (
+    checked_mask,
+    checked_mean_std,
+    checked_nonnegative,
+    checked_pairs_per_prompt,
+)
+from prefloop.acquisition._pairs import PairLedger, RoundResults, pair_validity
+from prefloop.acquisition.base import AcquisitionInput, Selection
+from prefloop.acquisition.registry import register
+
+MAXMINLCB_PAPER = "https://arxiv.org/abs/2406.16745"
+
+
+def candidate_pairs(
+    mask: np.ndarray, valid: np.ndarray, ucb: np.ndarray, decision_buffer: float
+) -> np.ndarray:
+    """(P, N, N) pairs allowed in the candidate game (leader rows, follower columns).
+
+    Why: MaxMinLCB's pruning of responses that are confidently not the best
+    (https://arxiv.org/abs/2406.16745); with one candidate it leads against the full set.
+    """
+    beats_all = np.all(~valid | (ucb > -decision_buffer), axis=2)
+    candidate = mask & beats_all
+    n_candidates = candidate.sum(axis=1, keepdims=True)
+    leaders = np.where(n_candidates >= 1, candidate, mask)
+    followers = np.where(n_candidates >= 2, candidate, mask)
+    return valid & leaders[:, :, None] & followers[:, None, :]
+
+
+def random_tie_break(
+    rng: np.random.Generator,
+    values: np.ndarray,
+    allowed: np.ndarray,
+    target: np.ndarray,
+    tol: float,
+) -> np.ndarray:
+    """Uniform pick among allowed entries with ``|values - target| < tol`` along the last axis.
+
+    Why: MaxMinLCB breaks near-ties at random (https://arxiv.org/abs/2406.16745) so that equal
+    responses are not always resolved towards the lowest index. Disallowed entries (which hold
+    infinities) are replaced by the target, and rows without any allowed entry get a zero
+    target, so no ``inf - inf`` occurs.
+    """
+    target = np.where(np.isfinite(target), target, 0.0)
+    safe = np.where(allowed, values, target[..., None])
+    ties = allowed & (np.abs(safe - target[..., None]) < tol)
+    keys = rng.random(values.shape)
+    return np.argmax(np.where(ties, keys, -1.0), axis=-1)
+
+
+@register(
+    "maxmin_lcb",
+    paper=MAXMINLCB_PAPER,
+    summary="MaxMinLCB: leader with the best worst-case LCB vs its worst-case opponent",
+)
+def maxmin_lcb(
+    inputs: AcquisitionInput,
+    rng: np.random.Generator,
+    *,
+    beta: float = 1.0,
+    argmax_tol: float = 1e-4,
+    decision_buffer: float = 0.0,
+    use_candidate_set: bool = False,
+    pairs_per_prompt: int = 1,
+) -> Selection:
+    """Play MaxMinLCB's leader/follower game per prompt, vectorised over prompts.
+
+    Why: the Stackelberg acquisition of Pásztor, Kassraie & Krause 2024
+    (https://arxiv.org/abs/2406.16745), with regret guarantees for preference feedback and
+    benchmarked by ActiveUltraFeedback (https://arxiv.org/abs/2603.09692). Parameters as in the
+    spec (section 1.6): ``beta``, ``argmax_tol`` (tie band), ``decision_buffer`` and
+    ``use_candidate_set`` (off in every shipped configuration).
+    """
+    rule = "maxmin_lcb"
+    mask = checked_mask(inputs, rule)
+    mean, std = checked_mean_std(inputs, rule)
+    k = checked_pairs_per_prompt(pairs_per_prompt, rule)
+    beta = checked_nonnegative(beta, rule, "beta")
+    tol = checked_nonnegative(argmax_tol, rule, "argmax_tol")
+    buffer = checked_nonnegative(decision_buffer, rule, "decision_buffer")
+
+    diff = mean[:, :, None] - mean[:, None, :]
+    spread = std[:, :, None] + std[:, None, :]
+    lcb = diff - beta * spread
+    valid = pair_validity(mask)
+    game = (
+        candidate_pairs(mask, valid, diff + beta * spread, buffer) if use_candidate_set else valid
+    )
+
+    rows = np.arange(mask.shape[0])
+    ledger = PairLedger(valid)
+    results = RoundResults()
+    for _ in range(k):
+        open_pairs = ledger.open_pairs()
+        active = np.any(open_pairs, axis=(1, 2))
+        if not active.any():
+            break
+        allowed = game & open_pairs
+        has_game = np.any(allowed, axis=(1, 2))
+        allowed = np.where(has_game[:, None, None], allowed, open_pairs)
+
+        payoff = np.where(allowed, lcb, np.inf)
+        worst = payoff.min(axis=2)  # (P, N), +inf for rows without opponents
+        can_lead = np.any(allowed, axis=2)
+        best_worst = np.where(can_lead, worst, -np.inf).max(axis=1)
+        leader = random_tie_break(rng, worst, can_lead, best_worst, tol)
+        follower = random_tie_break(
+            rng, payoff[rows, leader], allowed[rows, leader], worst[rows, leader], tol
+        )
+        ledger.add(active, leader, follower)
+        results.append(active, leader, follower, lcb[rows, leader, follower])
+    picked, score = results.stack()
+    return picked.to_selection(score=score)

@@ -1,0 +1,167 @@
+"""One registry of acquisition rules by name.
+
+Rules register themselves with ``@register(...)`` at import time; ``get_rule(name)`` returns the
+``RuleInfo`` (the function plus what it needs), and ``select(name, inputs, rng, **params)`` runs
+it and checks the invariants every rule promises (no self-pairs, no padded responses). Importing
+``prefloop.acquisition`` loads every rule module, so the registry is always complete.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from prefloop.acquisition.base import AcquisitionError, AcquisitionInput, Selection
+
+RuleKind = Literal["per_prompt", "batch"]
+Need = Literal["samples", "features", "pref", "judge_scores", "models", "ref_logp"]
+
+RuleFn = Callable[..., Selection]
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """A registered rule and its metadata.
+
+    Attributes:
+        name: registry key, snake_case (``delta_ucb``).
+        fn: the rule, ``fn(inputs, rng, **params) -> Selection``.
+        kind: ``per_prompt`` (pairs for every prompt) or ``batch`` (a subset of the batch).
+        needs: optional inputs the rule cannot run without.
+        paper: link to the method's paper.
+        summary: one line for ``prefloop run --help`` and the docs.
+    """
+
+    name: str
+    fn: RuleFn
+    kind: RuleKind
+    needs: frozenset[str]
+    paper: str
+    summary: str
+
+    def parameters(self) -> dict[str, Any]:
+        """The rule's tunable parameters and their defaults (keyword-only args of ``fn``)."""
+        sig = inspect.signature(self.fn)
+        return {
+            k: p.default
+            for k, p in sig.parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+
+
+_RULES: dict[str, RuleInfo] = {}
+
+
+def register(
+    name: str,
+    *,
+    kind: RuleKind = "per_prompt",
+    needs: tuple[Need, ...] = (),
+    paper: str,
+    summary: str,
+) -> Callable[[RuleFn], RuleFn]:
+    """Class-free registration decorator: ``@register("delta_ucb", paper=..., summary=...)``."""
+
+    def deco(fn: RuleFn) -> RuleFn:
+        if name in _RULES:
+            raise AcquisitionError(f"acquisition rule {name!r} is registered twice")
+        _RULES[name] = RuleInfo(name, fn, kind, frozenset(needs), paper, summary)
+        return fn
+
+    return deco
+
+
+def rule_names() -> list[str]:
+    """All registered rule names, sorted."""
+    _load_all()
+    return sorted(_RULES)
+
+
+def get_rule(name: str) -> RuleInfo:
+    """Look a rule up by name; the error lists the names that exist."""
+    _load_all()
+    try:
+        return _RULES[name]
+    except KeyError:
+        raise AcquisitionError(
+            f"unknown acquisition method {name!r}; choose one of: {', '.join(sorted(_RULES))}"
+        ) from None
+
+
+def check_params(name: str, params: dict[str, Any]) -> None:
+    """Reject parameters the rule does not take, naming them and the ones it does."""
+    info = get_rule(name)
+    allowed = info.parameters()
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise AcquisitionError(
+            f"acquisition method {name!r} has no parameter(s) {unknown}; "
+            f"it takes: {sorted(allowed) or 'none'}"
+        )
+
+
+_MISSING_HINT = {
+    "samples": "a reward head that returns per-member samples (ensemble, epinet)",
+    "features": "text features (any embedder)",
+    "pref": "rewardModel.head.kind: bgpm",
+    "judge_scores": "stored judge scores in the data (responses[].score)",
+    "models": "model names on every response",
+    "ref_logp": "reference log-probs (a policy in the loop)",
+}
+
+
+def select(
+    name: str, inputs: AcquisitionInput, rng: np.random.Generator, **params: Any
+) -> Selection:
+    """Run rule ``name`` and verify its output: pairs of two distinct, real responses."""
+    info = get_rule(name)
+    check_params(name, params)
+    for need in sorted(info.needs):
+        field_name = {"pref": "pref_mean"}.get(need, need)
+        if getattr(inputs, field_name) is None:
+            raise AcquisitionError(
+                f"acquisition method {name!r} needs {need}: configure {_MISSING_HINT[need]}"
+            )
+    if inputs.mask.ndim != 2 or inputs.mean.shape != inputs.mask.shape:
+        raise AcquisitionError(
+            f"mean {inputs.mean.shape} and mask {inputs.mask.shape} must both be (P, N)"
+        )
+    if inputs.mask.shape[0] and int(inputs.mask.sum(axis=1).min()) < 2:
+        bad = int(np.argmin(inputs.mask.sum(axis=1)))
+        raise AcquisitionError(f"prompt row {bad} has fewer than 2 responses; nothing to pair")
+    sel = info.fn(inputs, rng, **params)
+    _check_selection(name, sel, inputs.mask)
+    return sel
+
+
+def _check_selection(name: str, sel: Selection, mask: np.ndarray) -> None:
+    if sel.size == 0:
+        return
+    if np.any(sel.first == sel.second):
+        raise AcquisitionError(f"rule {name!r} paired a response with itself (a bug in the rule)")
+    ok = mask[sel.prompt_index, sel.first] & mask[sel.prompt_index, sel.second]
+    if not np.all(ok):
+        raise AcquisitionError(f"rule {name!r} selected a padded (missing) response")
+
+
+_LOADED = False
+
+
+def _load_all() -> None:
+    """Import every rule module once so that all ``@register`` calls have run."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    import importlib
+    import pkgutil
+
+    import prefloop.acquisition as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if mod.name not in {"base", "registry"} and not mod.name.startswith("_"):
+            importlib.import_module(f"prefloop.acquisition.{mod.name}")

@@ -1,0 +1,153 @@
+"""Build the embedded roles of a run from its spec (the only place spec meets constructors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefloop.data.records import PromptItem
+from prefloop.engine.checkpoint import derive_seed
+from prefloop.engine.local_roles import (
+    LocalAcquisition,
+    LocalGeneration,
+    LocalJudge,
+    LocalReward,
+    LocalRewardModel,
+    LocalTrainer,
+)
+from prefloop.engine.round_engine import Roles
+from prefloop.generation.base import ResponseGenerator
+from prefloop.generation.precomputed import PrecomputedGenerator
+from prefloop.judge.registry import make_judge
+from prefloop.reward.embedders import make_embedder
+from prefloop.reward.feature_cache import FeatureCache
+from prefloop.reward.heads import make_head
+from prefloop.spec import ActiveRun, EmbedderSpec, HeadSpec, resolve_path
+from prefloop.trainer.anchor_schedule import AnchorSchedule
+from prefloop.trainer.replay_buffer import ReplayBuffer
+from prefloop.trainer.reward_trainer import RewardModelTrainer
+
+
+def build_generator(run: ActiveRun, manifest_dir: Path | None) -> ResponseGenerator:
+    """Precomputed responses, or a local transformers/vLLM pool."""
+    rs = run.spec.responses
+    if rs.source == "precomputed":
+        return PrecomputedGenerator()
+    backends = {m.backend for m in rs.models}
+    paths = {m.name: str(resolve_path(m.path, manifest_dir)) for m in rs.models}
+    if backends == {"vllm"}:
+        from prefloop.generation.vllm_backend import VLLMGenerator
+
+        return VLLMGenerator(
+            paths, max_new_tokens=rs.max_new_tokens, temperature=rs.temperature, top_p=rs.top_p
+        )
+    if backends != {"transformers"}:
+        raise ValueError(
+            "spec.responses.models: mixing backends in one pool is not supported; "
+            "use one backend for every model"
+        )
+    from prefloop.generation.transformers_backend import TransformersGenerator
+
+    return TransformersGenerator(
+        paths, max_new_tokens=rs.max_new_tokens, temperature=rs.temperature, top_p=rs.top_p
+    )
+
+
+def embedder_params(es: EmbedderSpec, manifest_dir: Path | None) -> dict[str, object]:
+    """Constructor arguments of the configured embedder."""
+    params: dict[str, object] = {
+        "max_length_tokens": es.max_length_tokens,
+        "batch_size": es.batch_size,
+        "device": es.device,
+    }
+    if es.kind == "hf_last_token":
+        assert es.model_path is not None
+        params["model_path"] = str(resolve_path(es.model_path, manifest_dir))
+    return params
+
+
+def head_params(hs: HeadSpec) -> dict[str, object]:
+    """Constructor arguments of the configured head kind."""
+    common: dict[str, object] = {}
+    if hs.learning_rate is not None:
+        common["learning_rate"] = hs.learning_rate
+    if hs.kind == "ensemble":
+        return {
+            **common,
+            "num_heads": hs.num_heads,
+            "hidden_dim": hs.hidden_dim,
+            "num_layers": hs.num_layers,
+            "center_coefficient": hs.center_rewards_coefficient,
+        }
+    if hs.kind == "epinet":
+        return {
+            **common,
+            "hidden_dim": hs.hidden_dim,
+            "index_dim": hs.index_dim,
+            "prior_scale": hs.prior_scale,
+            "num_index_samples": hs.num_index_samples,
+            "center_coefficient": hs.center_rewards_coefficient,
+        }
+    return {**common, "embed_dim": hs.preference_dim, "tau": hs.tau}
+
+
+def build_reward_model(
+    run: ActiveRun, run_dir: Path, manifest_dir: Path | None
+) -> LocalRewardModel:
+    """Embedder + feature cache + head + trainer, seeded from the run's seed."""
+    spec = run.spec
+    es = spec.reward_model.embedder
+    embedder = make_embedder(es.kind, **embedder_params(es, manifest_dir))
+    cache_dir = Path(es.cache_dir) if es.cache_dir else run_dir / "features"
+    cache = FeatureCache(cache_dir)
+    head = make_head(
+        spec.reward_model.head.kind,
+        input_dim=embedder.dim,
+        seed=derive_seed(spec.seed, -1, "head-init"),
+        **head_params(spec.reward_model.head),
+    )
+    a = spec.trainer.anchor
+    trainer = RewardModelTrainer(
+        head,
+        ReplayBuffer(spec.trainer.replay_buffer_size),
+        AnchorSchedule(initial=a.initial, decay=a.decay, base=a.base, scaler=a.scaler),
+        max_steps_per_round=spec.trainer.max_steps_per_round,
+        batch_size=spec.trainer.batch_size,
+        passes_per_round=spec.trainer.epochs_per_round,
+    )
+    return LocalRewardModel(embedder, cache, head, trainer)
+
+
+def build_embedded_roles(
+    run: ActiveRun, run_dir: Path, manifest_dir: Path | None
+) -> tuple[Roles, LocalRewardModel, LocalJudge]:
+    """All five roles in this process."""
+    model = build_reward_model(run, run_dir, manifest_dir)
+    js = run.spec.judge
+    judge = LocalJudge(
+        make_judge(
+            js.kind,
+            seed=derive_seed(run.spec.seed, -1, "judge"),
+            mode=js.mode,
+            tie_policy=js.tie_policy,
+            temperature=js.temperature,
+            score_transform=js.score_transform,
+        )
+    )
+    roles = Roles(
+        generation=LocalGeneration(build_generator(run, manifest_dir)),
+        reward=LocalReward(model),
+        acquisition=LocalAcquisition(),
+        judge=judge,
+        trainer=LocalTrainer(model),
+    )
+    return roles, model, judge
+
+
+def check_pool(items: list[PromptItem], source: str) -> None:
+    """Precomputed pools need two responses per prompt; say which prompt has fewer."""
+    for n, it in enumerate(items):
+        if source == "precomputed" and len(it.responses) < 2:
+            raise ValueError(
+                f"prompt {it.prompt_id!r} (row {n + 1}) has {len(it.responses)} response(s); "
+                "responses.source: precomputed needs at least 2 per prompt, or use source: models"
+            )

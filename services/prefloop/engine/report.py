@@ -1,0 +1,122 @@
+"""What a run leaves behind for people: metrics table, learning-curve plot, short summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from prefloop.engine.round_engine import STEPS, RunResult
+from prefloop.spec import ActiveRun
+
+
+def write_metrics(metrics: list[dict[str, Any]], run_dir: Path) -> tuple[Path, Path]:
+    """Per-round metrics as CSV (for spreadsheets) and JSONL (for code)."""
+    csv_path, jsonl_path = run_dir / "metrics.csv", run_dir / "metrics.jsonl"
+    keys: list[str] = []
+    for row in metrics:
+        keys.extend(k for k in row if k not in keys)
+    with csv_path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for row in metrics:
+            w.writerow(row)
+    with jsonl_path.open("w") as f:
+        for row in metrics:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+    return csv_path, jsonl_path
+
+
+def plot_learning_curve(metrics: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """Held-out accuracy and selected-pair score gap against annotations used."""
+    x = [m["annotations_used"] for m in metrics]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    acc = [m.get("heldout_accuracy", math.nan) for m in metrics]
+    axes[0].plot(x, acc, marker="o")
+    axes[0].axhline(0.5, color="grey", ls=":", lw=1, label="chance")
+    axes[0].set(
+        xlabel="annotations used", ylabel="held-out pairwise accuracy", title="reward model"
+    )
+    axes[0].legend(loc="lower right")
+    gap = [m.get("mean_score_gap", math.nan) for m in metrics]
+    chosen = [m.get("mean_chosen_score", math.nan) for m in metrics]
+    axes[1].plot(x, gap, marker="o", label="chosen - rejected")
+    axes[1].plot(x, chosen, marker="s", label="chosen")
+    axes[1].set(xlabel="annotations used", ylabel="judge score", title="selected pairs (per round)")
+    axes[1].legend(loc="best")
+    bottom = [0.0] * len(metrics)
+    rounds = [m["round"] for m in metrics]
+    for step in STEPS:
+        vals = [m.get(f"{step}_seconds", 0.0) for m in metrics]
+        axes[2].bar(rounds, vals, bottom=bottom, label=step)
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    axes[2].set(xlabel="round", ylabel="seconds", title="time per round")
+    axes[2].legend(loc="best", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def summarize(run: ActiveRun, result: RunResult, files: dict[str, str]) -> dict[str, Any]:
+    """The run in a few numbers (summary.json) and a short Markdown page (summary.md)."""
+    m = result.state.metrics
+    last = m[-1] if m else {}
+    step_totals = {s: sum(r.get(f"{s}_seconds", 0.0) for r in m) for s in STEPS}
+    total = sum(step_totals.values()) or 1.0
+    summary = {
+        "run": run.metadata.name,
+        "method": run.spec.acquisition.method,
+        "seed": run.spec.seed,
+        "rounds": result.state.round,
+        "annotations_used": result.state.annotations_used,
+        "pairs_in_dataset": len(result.rows),
+        "stop_reason": result.state.stop_reason,
+        "final_heldout_accuracy": last.get("heldout_accuracy"),
+        "final_heldout_spearman": last.get("heldout_spearman"),
+        "mean_score_gap": _mean([r.get("mean_score_gap") for r in m]),
+        "mean_chosen_score": _mean([r.get("mean_chosen_score") for r in m]),
+        "seconds_per_round": total / max(1, len(m)),
+        "step_seconds": step_totals,
+        "files": files,
+    }
+    run_dir = result.run_dir
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
+    lines = [
+        f"# prefloop run `{run.metadata.name}`",
+        "",
+        f"- method: **{summary['method']}**, seed {summary['seed']}, "
+        f"stopped after {summary['rounds']} rounds ({summary['stop_reason']})",
+        f"- annotations used: {summary['annotations_used']}; pairs in the data set: "
+        f"{summary['pairs_in_dataset']}",
+        "- held-out pairwise accuracy of the reward model: "
+        f"{_fmt(summary['final_heldout_accuracy'])} "
+        f"(Spearman {_fmt(summary['final_heldout_spearman'])})",
+        f"- mean judge-score gap of the selected pairs: {_fmt(summary['mean_score_gap'])}; "
+        f"mean chosen score: {_fmt(summary['mean_chosen_score'])}",
+        f"- time per round: {summary['seconds_per_round']:.2f} s",
+        "",
+        "| step | seconds | share |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {s} | {v:.2f} | {100 * v / total:.0f}% |" for s, v in step_totals.items()]
+    lines += ["", "Files: " + ", ".join(f"`{v}`" for v in files.values()), ""]
+    (run_dir / "summary.md").write_text("\n".join(lines))
+    return summary
+
+
+def _mean(xs: list[Any]) -> float | None:
+    vals = [float(x) for x in xs if x is not None and not math.isnan(float(x))]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _fmt(x: Any) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"

