@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEV_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dev.jsonl"
+DEV_DATA = Path(__file__).resolve().parents[2] / "data" / "alpacaeval" / "dev.jsonl"
 DEV_PROMPTS = 120
 DEV_RESPONSE_STRIDE = 2  # every 2nd of the 16 responses (sorted by model name): 8 per prompt
 
