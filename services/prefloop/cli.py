@@ -4,6 +4,7 @@
   embedded (all roles in one process, no server, no GPU, no network).
 - ``prefloop validate RUN.yaml`` checks a manifest and prints it with every default filled in.
 - ``prefloop methods`` lists the acquisition rules with their parameters and papers.
+- ``prefloop bench label-efficiency|speed ...`` measures methods (see docs/benchmarks.md).
 - ``prefloop crd`` prints the ActiveRun CustomResourceDefinition generated from the typed spec.
 
 Errors in the manifest or the data end the command with exit status 2 and a message naming the
@@ -44,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("methods", help="list the acquisition rules")
     sub.add_parser("crd", help="print the ActiveRun CRD generated from the spec")
+
+    from prefloop.bench.cli import add_bench_parser
+
+    add_bench_parser(sub)
     return p
 
 
@@ -68,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "methods":
             return _methods()
+        if args.command == "bench":
+            from prefloop.bench.cli import run_bench
+
+            return run_bench(args)
         if args.command == "crd":
             import yaml
 

@@ -94,3 +94,18 @@ def checked_choice(value: Any, rule: str, name: str, allowed: tuple[str, ...]) -
     if value not in allowed:
         raise AcquisitionError(f"{rule}: {name} must be one of {list(allowed)}, got {value!r}")
     return str(value)
+
+
+def checked_confidence_inputs(
+    inputs: AcquisitionInput, rule: str, beta: Any, pairs_per_prompt: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, float]:
+    """``(mask, mean, std, k, beta)`` of a rule that ranks pairs by ``mu +- beta sigma`` bounds.
+
+    Why: DeltaUCB, DeltaQuantile, InfoMax, InfoGain, MaxMinLCB and the Thompson rules all read
+    the same inputs and parameters (https://arxiv.org/abs/2603.09692); checking them in one place
+    and in one order keeps their error messages alike.
+    """
+    mask = checked_mask(inputs, rule)
+    mean, std = checked_mean_std(inputs, rule)
+    k = checked_pairs_per_prompt(pairs_per_prompt, rule)
+    return mask, mean, std, k, checked_nonnegative(beta, rule, "beta")

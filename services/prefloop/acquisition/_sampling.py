@@ -11,9 +11,20 @@ retry failed fall back to a uniform pick: the same distribution, no Python loop 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from prefloop.acquisition._pairs import uniform_choice
+from prefloop.acquisition._pairs import (
+    PairLedger,
+    PickedPairs,
+    RoundResults,
+    pair_validity,
+    uniform_choice,
+)
+
+SecondPick = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""``(first, partners, active) -> (second, score)``: a rule's second response per prompt."""
 
 
 def thompson_pick(
@@ -64,3 +75,36 @@ def retry_partner(
     any_ok = accepted.any(axis=0)
     second = np.where(any_ok, winners[first_ok, rows], fallback)
     return second, ~any_ok
+
+
+def thompson_rounds(
+    rng: np.random.Generator,
+    mask: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    beta: float,
+    rounds: int,
+    second_pick: SecondPick,
+) -> tuple[PickedPairs, np.ndarray]:
+    """Up to ``rounds`` pairs per prompt: a Thompson-sampled first response, then ``second_pick``.
+
+    Why: DTS, DRTS and InfoGain (https://arxiv.org/abs/2603.09692) share the first draw and the
+    bookkeeping that keeps later rounds off pairs already taken; only the second pick differs.
+    Each round the first response is drawn among responses with an untaken partner;
+    ``second_pick`` gets it, the (P, N) untaken ``partners`` of it and the (P,) ``active`` rows.
+    Returns the stacked picks and their scores.
+    """
+    rows = np.arange(mask.shape[0])
+    ledger = PairLedger(pair_validity(mask))
+    results = RoundResults()
+    for _ in range(rounds):
+        open_pairs = ledger.open_pairs()
+        has_partner = np.any(open_pairs, axis=2)
+        active = np.any(has_partner, axis=1)
+        if not active.any():
+            break
+        first = thompson_pick(rng, mean, std, beta, has_partner)
+        second, score = second_pick(first, open_pairs[rows, first], active)
+        ledger.add(active, first, second)
+        results.append(active, first, second, score)
+    return results.stack()

@@ -32,6 +32,7 @@ pair features [mu_i, mu_j, sigma_i, sigma_j], with k-means seeded from the run's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -186,6 +187,39 @@ def _features(
     return np.concatenate([mu_i, mu_j, np.sqrt(var_i), np.sqrt(var_j)], axis=1)
 
 
+PairScore = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""``(mu_i, mu_j, var_i, var_j) -> score`` of every candidate pair (higher = query first)."""
+
+
+def _select_by_embedding_score(
+    rule: str,
+    inputs: AcquisitionInput,
+    rng: np.random.Generator,
+    score: PairScore,
+    *,
+    selection: BatchMode,
+    max_pairs: int | None,
+    n_clusters: int | None,
+) -> Selection:
+    """Score every same-prompt pair from its embedding moments, then select the batch.
+
+    Why: the three BGPM rules (https://arxiv.org/abs/2410.02197) differ only in the score;
+    the candidate pool, the clustering features and the batch strategy are the same.
+    """
+    cands, mu_i, mu_j, var_i, var_j = _pair_embeddings(rule, inputs)
+    return select_scored_pairs(
+        rule,
+        cands,
+        score(mu_i, mu_j, var_i, var_j),
+        _features(mu_i, mu_j, var_i, var_j),
+        inputs.shape[0],
+        rng,
+        selection=selection,
+        max_pairs=max_pairs,
+        n_clusters=n_clusters,
+    )
+
+
 @register(
     "bgpm_mv",
     kind="batch",
@@ -213,15 +247,17 @@ def bgpm_mv(
         max_pairs: pairs to return; None = one per prompt (P).
         n_clusters: clusters for ``cluster_diverse``; None = max(2, floor(sqrt(k))).
     """
-    cands, mu_i, mu_j, var_i, var_j = _pair_embeddings("bgpm_mv", inputs)
-    _, var = preference_moments(mu_i, mu_j, var_i, var_j)
-    return select_scored_pairs(
+
+    def variance(
+        mu_i: np.ndarray, mu_j: np.ndarray, var_i: np.ndarray, var_j: np.ndarray
+    ) -> np.ndarray:
+        return preference_moments(mu_i, mu_j, var_i, var_j)[1]
+
+    return _select_by_embedding_score(
         "bgpm_mv",
-        cands,
-        var,
-        _features(mu_i, mu_j, var_i, var_j),
-        inputs.shape[0],
+        inputs,
         rng,
+        variance,
         selection=selection,
         max_pairs=max_pairs,
         n_clusters=n_clusters,
@@ -263,15 +299,17 @@ def bgpm_bald(
         raise AcquisitionError(f"bgpm_bald: n_samples must be an integer >= 1, got {n_samples!r}")
     if not tau > 0:
         raise AcquisitionError(f"bgpm_bald: tau must be > 0, got {tau}")
-    cands, mu_i, mu_j, var_i, var_j = _pair_embeddings("bgpm_bald", inputs)
-    scores = bald_scores(mu_i, mu_j, var_i, var_j, rng, int(n_samples), float(tau))
-    return select_scored_pairs(
+
+    def bald(
+        mu_i: np.ndarray, mu_j: np.ndarray, var_i: np.ndarray, var_j: np.ndarray
+    ) -> np.ndarray:
+        return bald_scores(mu_i, mu_j, var_i, var_j, rng, int(n_samples), float(tau))
+
+    return _select_by_embedding_score(
         "bgpm_bald",
-        cands,
-        scores,
-        _features(mu_i, mu_j, var_i, var_j),
-        inputs.shape[0],
+        inputs,
         rng,
+        bald,
         selection=selection,
         max_pairs=max_pairs,
         n_clusters=n_clusters,
@@ -309,16 +347,16 @@ def bgpm_ucb(
     """
     if kappa < 0:
         raise AcquisitionError(f"bgpm_ucb: kappa must be >= 0, got {kappa}")
-    cands, mu_i, mu_j, var_i, var_j = _pair_embeddings("bgpm_ucb", inputs)
-    mean, var = preference_moments(mu_i, mu_j, var_i, var_j)
-    scores = np.abs(mean) + float(kappa) * np.sqrt(var)
-    return select_scored_pairs(
+
+    def ucb(mu_i: np.ndarray, mu_j: np.ndarray, var_i: np.ndarray, var_j: np.ndarray) -> np.ndarray:
+        mean, var = preference_moments(mu_i, mu_j, var_i, var_j)
+        return np.asarray(np.abs(mean) + float(kappa) * np.sqrt(var))
+
+    return _select_by_embedding_score(
         "bgpm_ucb",
-        cands,
-        scores,
-        _features(mu_i, mu_j, var_i, var_j),
-        inputs.shape[0],
+        inputs,
         rng,
+        ucb,
         selection=selection,
         max_pairs=max_pairs,
         n_clusters=n_clusters,

@@ -20,10 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from prefloop.acquisition._checks import (
-    checked_mask,
-    checked_mean_std,
+    checked_confidence_inputs,
     checked_nonnegative,
-    checked_pairs_per_prompt,
 )
 from prefloop.acquisition._pairs import pair_validity, top_k_in_order
 from prefloop.acquisition.base import AcquisitionError, AcquisitionInput, Selection
@@ -72,10 +70,7 @@ def delta_quantile(
     ``score`` is ``G[i, j]``. Deterministic: ``rng`` is not used.
     """
     rule = "delta_quantile"
-    mask = checked_mask(inputs, rule)
-    mean, std = checked_mean_std(inputs, rule)
-    k = checked_pairs_per_prompt(pairs_per_prompt, rule)
-    beta = checked_nonnegative(beta, rule, "beta")
+    mask, mean, std, k, beta = checked_confidence_inputs(inputs, rule, beta, pairs_per_prompt)
     q = checked_nonnegative(quantile, rule, "quantile")
     eps = checked_nonnegative(epsilon, rule, "epsilon")
     if q > 1:

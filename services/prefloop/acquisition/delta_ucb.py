@@ -17,12 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from prefloop.acquisition._checks import (
-    checked_mask,
-    checked_mean_std,
-    checked_nonnegative,
-    checked_pairs_per_prompt,
-)
+from prefloop.acquisition._checks import checked_confidence_inputs
 from prefloop.acquisition._pairs import pair_validity, top_k_pairs
 from prefloop.acquisition.base import AcquisitionInput, Selection
 from prefloop.acquisition.registry import register
@@ -62,10 +57,7 @@ def delta_ucb(
     Deterministic: ``rng`` is not used.
     """
     rule = "delta_ucb"
-    mask = checked_mask(inputs, rule)
-    mean, std = checked_mean_std(inputs, rule)
-    k = checked_pairs_per_prompt(pairs_per_prompt, rule)
-    beta = checked_nonnegative(beta, rule, "beta")
+    mask, mean, std, k, beta = checked_confidence_inputs(inputs, rule, beta, pairs_per_prompt)
     gap = optimistic_gap(mean, std, beta)
     picked = top_k_pairs(gap, pair_validity(mask), k)
     return picked.to_selection(score=picked.gather(gap))

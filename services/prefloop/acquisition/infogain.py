@@ -18,14 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from prefloop.acquisition._checks import (
-    checked_mask,
-    checked_mean_std,
-    checked_nonnegative,
-    checked_pairs_per_prompt,
-)
-from prefloop.acquisition._pairs import PairLedger, RoundResults, pair_validity
-from prefloop.acquisition._sampling import thompson_pick
+from prefloop.acquisition._checks import checked_confidence_inputs
+from prefloop.acquisition._sampling import thompson_rounds
 from prefloop.acquisition.base import AcquisitionInput, Selection
 from prefloop.acquisition.infomax import preference_interval_width
 from prefloop.acquisition.registry import register
@@ -53,26 +47,17 @@ def infogain(
     tells the reward model.
     """
     rule = "infogain"
-    mask = checked_mask(inputs, rule)
-    mean, std = checked_mean_std(inputs, rule)
-    k = checked_pairs_per_prompt(pairs_per_prompt, rule)
-    beta = checked_nonnegative(beta, rule, "beta")
+    mask, mean, std, k, beta = checked_confidence_inputs(inputs, rule, beta, pairs_per_prompt)
 
     width = preference_interval_width(mean, std, beta)
     rows = np.arange(mask.shape[0])
-    ledger = PairLedger(pair_validity(mask))
-    results = RoundResults()
-    for _ in range(k):
-        open_pairs = ledger.open_pairs()
-        has_partner = np.any(open_pairs, axis=2)
-        active = np.any(has_partner, axis=1)
-        if not active.any():
-            break
-        first = thompson_pick(rng, mean, std, beta, has_partner)
-        partners = open_pairs[rows, first]
+
+    def widest_second(
+        first: np.ndarray, partners: np.ndarray, active: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         row_width = width[rows, first]
         second = np.argmax(np.where(partners, row_width, -np.inf), axis=1)
-        ledger.add(active, first, second)
-        results.append(active, first, second, width[rows, first, second])
-    picked, score = results.stack()
+        return second, width[rows, first, second]
+
+    picked, score = thompson_rounds(rng, mask, mean, std, beta, k, widest_second)
     return picked.to_selection(score=score)

@@ -19,14 +19,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from prefloop.acquisition._checks import (
-    checked_mask,
-    checked_mean_std,
-    checked_nonnegative,
-    checked_pairs_per_prompt,
-)
+from prefloop.acquisition._checks import checked_confidence_inputs
 from prefloop.acquisition._pairs import pair_validity, top_k_pairs
 from prefloop.acquisition.base import AcquisitionInput, Selection
+from prefloop.acquisition.delta_ucb import optimistic_gap
 from prefloop.acquisition.registry import register
 
 AUF_PAPER = "https://arxiv.org/abs/2603.09692"
@@ -38,9 +34,7 @@ def preference_interval_width(mean: np.ndarray, std: np.ndarray, beta: float) ->
     Why: the uncertainty of a comparison's outcome, which InfoMax maximises and InfoGain uses
     for its second pick (https://arxiv.org/abs/2603.09692).
     """
-    upper = mean + beta * std
-    lower = mean - beta * std
-    x = upper[:, :, None] - lower[:, None, :]
+    x = optimistic_gap(mean, std, beta)
     return np.asarray(expit(x) + expit(x.transpose(0, 2, 1)) - 1.0)
 
 
@@ -63,10 +57,7 @@ def infomax(
     ``score`` is the interval width ``W[i, j]``. Deterministic: ``rng`` is not used.
     """
     rule = "infomax"
-    mask = checked_mask(inputs, rule)
-    mean, std = checked_mean_std(inputs, rule)
-    k = checked_pairs_per_prompt(pairs_per_prompt, rule)
-    beta = checked_nonnegative(beta, rule, "beta")
+    mask, mean, std, k, beta = checked_confidence_inputs(inputs, rule, beta, pairs_per_prompt)
     width = preference_interval_width(mean, std, beta)
     picked = top_k_pairs(width, pair_validity(mask), k)
     return picked.to_selection(score=picked.gather(width))

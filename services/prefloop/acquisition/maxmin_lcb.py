@@ -27,10 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from prefloop.acquisition._checks import (
-    checked_mask,
-    checked_mean_std,
+    checked_confidence_inputs,
     checked_nonnegative,
-    checked_pairs_per_prompt,
 )
 from prefloop.acquisition._pairs import PairLedger, RoundResults, pair_validity
 from prefloop.acquisition.base import AcquisitionInput, Selection
@@ -100,10 +98,7 @@ def maxmin_lcb(
     ``use_candidate_set`` (off in every shipped configuration).
     """
     rule = "maxmin_lcb"
-    mask = checked_mask(inputs, rule)
-    mean, std = checked_mean_std(inputs, rule)
-    k = checked_pairs_per_prompt(pairs_per_prompt, rule)
-    beta = checked_nonnegative(beta, rule, "beta")
+    mask, mean, std, k, beta = checked_confidence_inputs(inputs, rule, beta, pairs_per_prompt)
     tol = checked_nonnegative(argmax_tol, rule, "argmax_tol")
     buffer = checked_nonnegative(decision_buffer, rule, "decision_buffer")
 

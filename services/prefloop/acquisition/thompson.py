@@ -23,14 +23,10 @@ from __future__ import annotations
 import numpy as np
 
 from prefloop.acquisition._checks import (
+    checked_confidence_inputs,
     checked_count,
-    checked_mask,
-    checked_mean_std,
-    checked_nonnegative,
-    checked_pairs_per_prompt,
 )
-from prefloop.acquisition._pairs import PairLedger, RoundResults, pair_validity
-from prefloop.acquisition._sampling import retry_partner, thompson_pick
+from prefloop.acquisition._sampling import retry_partner, thompson_rounds
 from prefloop.acquisition.base import AcquisitionInput, Selection
 from prefloop.acquisition.registry import register
 
@@ -49,31 +45,22 @@ def double_thompson(
     second_sign: float,
 ) -> Selection:
     """Shared body of DTS (``second_sign = +1``) and DRTS (``second_sign = -1``)."""
-    mask = checked_mask(inputs, rule)
-    mean, std = checked_mean_std(inputs, rule)
-    k = checked_pairs_per_prompt(pairs_per_prompt, rule)
-    beta = checked_nonnegative(beta, rule, "beta")
+    mask, mean, std, k, beta = checked_confidence_inputs(inputs, rule, beta, pairs_per_prompt)
     tries = checked_count(max_iterations, rule, "max_iterations")
 
-    rows = np.arange(mask.shape[0])
-    ledger = PairLedger(pair_validity(mask))
-    results = RoundResults()
     fallbacks = 0
-    for _ in range(k):
-        open_pairs = ledger.open_pairs()
-        has_partner = np.any(open_pairs, axis=2)
-        active = np.any(has_partner, axis=1)
-        if not active.any():
-            break
-        first = thompson_pick(rng, mean, std, beta, has_partner)
-        partners = open_pairs[rows, first]
+
+    def retried_second(
+        first: np.ndarray, partners: np.ndarray, active: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        nonlocal fallbacks
         second, fell_back = retry_partner(
             rng, mean, std, beta, mask, partners, tries, sign=second_sign
         )
         fallbacks += int(np.count_nonzero(fell_back & active))
-        ledger.add(active, first, second)
-        results.append(active, first, second, np.full(len(rows), np.nan))
-    picked, _ = results.stack()
+        return second, np.full(len(first), np.nan)
+
+    picked, _ = thompson_rounds(rng, mask, mean, std, beta, k, retried_second)
     return picked.to_selection(info={"uniform_fallbacks": fallbacks})
 
 

@@ -17,7 +17,8 @@ the call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Protocol
 
@@ -67,6 +68,25 @@ def check_seed(seed: int) -> None:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
 
 
+def check_sampling(max_new_tokens: int, temperature: float, top_p: float) -> tuple[float, float]:
+    """Validate the shared sampling settings; return ``(temperature, top_p)`` as floats.
+
+    Why: every backend takes the same length bound, temperature (0 = greedy) and nucleus mass
+    (Holtzman et al. 2020, https://arxiv.org/abs/1904.09751) and must reject the same bad values.
+    """
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
+        raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
+    if not (isinstance(temperature, int | float) and math.isfinite(temperature)):
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+    if not (isinstance(top_p, int | float) and 0.0 < top_p <= 1.0):
+        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+    return float(temperature), float(top_p)
+
+
 def check_unique_prompt_ids(items: list[PromptItem]) -> None:
     """Generated texts are keyed by prompt id, so the ids of one call must be unique."""
     seen: set[str] = set()
@@ -98,3 +118,22 @@ def append_generated(
             new.append(Response(model=model, text=by_prompt[item.prompt_id], score=None))
         out.append(replace(item, responses=(*item.responses, *new)))
     return out
+
+
+def generate_model_by_model(
+    items: list[PromptItem],
+    seed: int,
+    models: Mapping[str, str],
+    answer_with: Callable[[str, str], dict[str, str]],
+) -> list[PromptItem]:
+    """Check the call, then append one response per model, asking one model at a time.
+
+    Why: both backends load a model, answer every prompt, release it and go on to the next
+    (memory rarely holds two); ``answer_with(name, path)`` returns ``{prompt_id: text}``.
+    """
+    check_seed(seed)
+    check_unique_prompt_ids(items)
+    if not items:
+        return []
+    texts = {name: answer_with(name, path) for name, path in models.items()}
+    return append_generated(items, texts)

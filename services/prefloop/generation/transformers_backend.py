@@ -25,10 +25,9 @@ import torch
 from prefloop.data.records import PromptItem
 from prefloop.generation.base import (
     GenerationError,
-    append_generated,
     check_models,
-    check_seed,
-    check_unique_prompt_ids,
+    check_sampling,
+    generate_model_by_model,
     sample_seed,
 )
 
@@ -104,16 +103,7 @@ class TransformersGenerator:
         device: str = "cpu",
     ) -> None:
         self.models = check_models(models)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
-            raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
-        if not (isinstance(temperature, int | float) and math.isfinite(temperature)):
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-        if not (isinstance(top_p, int | float) and 0.0 < top_p <= 1.0):
-            raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+        temperature, top_p = check_sampling(max_new_tokens, temperature, top_p)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         self.max_new_tokens = max_new_tokens
@@ -132,21 +122,18 @@ class TransformersGenerator:
             GenerationError: a model cannot be loaded from its local path, or a prompt plus
                 ``max_new_tokens`` exceeds a model's context length.
         """
-        check_seed(seed)
-        check_unique_prompt_ids(items)
-        if not items:
-            return []
-        texts: dict[str, dict[str, str]] = {}
-        for name, path in self.models.items():
+
+        def answer_with(name: str, path: str) -> dict[str, str]:
             model, tokenizer = self._load(name, path)
             try:
-                texts[name] = self._generate_with(name, model, tokenizer, items, seed)
+                return self._generate_with(name, model, tokenizer, items, seed)
             finally:
                 del model
                 gc.collect()
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
-        return append_generated(items, texts)
+
+        return generate_model_by_model(items, seed, self.models, answer_with)
 
     def _load(self, name: str, path: str) -> tuple[Any, Any]:
         from transformers import AutoModelForCausalLM, AutoTokenizer

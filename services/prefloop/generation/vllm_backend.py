@@ -13,16 +13,14 @@ vLLM installed.
 from __future__ import annotations
 
 import gc
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from prefloop.data.records import Message, PromptItem
 from prefloop.generation.base import (
-    append_generated,
     check_models,
-    check_seed,
-    check_unique_prompt_ids,
+    check_sampling,
+    generate_model_by_model,
     sample_seed,
 )
 
@@ -128,16 +126,7 @@ class VLLMGenerator:
             raise ImportError(INSTALL_HINT) from exc
         self._vllm: Any = vllm
         self.models = check_models(models)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int):
-            raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
-        if not (isinstance(temperature, int | float) and math.isfinite(temperature)):
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-        if not (isinstance(top_p, int | float) and 0.0 < top_p <= 1.0):
-            raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+        temperature, top_p = check_sampling(max_new_tokens, temperature, top_p)
         self.max_new_tokens = max_new_tokens
         self.temperature = float(temperature)
         self.top_p = float(top_p)
@@ -156,12 +145,8 @@ class VLLMGenerator:
         Models are loaded one at a time and released before the next, as GPU memory rarely
         holds two. Chat models get their chat template; others get the flat prompt text.
         """
-        check_seed(seed)
-        check_unique_prompt_ids(items)
-        if not items:
-            return []
-        texts: dict[str, dict[str, str]] = {}
-        for name, path in self.models.items():
+
+        def answer_with(name: str, path: str) -> dict[str, str]:
             llm = self._vllm.LLM(model=path, seed=seed, **self.engine_args)
             try:
                 requests = build_requests(
@@ -185,11 +170,12 @@ class VLLMGenerator:
                     outputs = llm.generate(
                         [r.prompt_text for r in requests], sampling_params=params, use_tqdm=False
                     )
-                texts[name] = {
+                return {
                     r.prompt_id: str(o.outputs[0].text).strip()
                     for r, o in zip(requests, outputs, strict=True)
                 }
             finally:
                 del llm
                 gc.collect()
-        return append_generated(items, texts)
+
+        return generate_model_by_model(items, seed, self.models, answer_with)

@@ -165,7 +165,6 @@ class BGPMHead(TorchRewardHead):
         self.kl_warmup_steps = int(kl_warmup_steps)
         self.num_samples = int(num_samples)
         self.adam_betas = (float(adam_betas[0]), float(adam_betas[1]))
-        self.weight_decay = float(weight_decay)
         generator = make_generator(seed)
         network = BGPMNetwork(
             input_dim, self.embed_dim, self.init_logvar, logvar_min, logvar_max, generator
@@ -185,7 +184,6 @@ class BGPMHead(TorchRewardHead):
             adam_eps=1e-8,
             weight_decay=weight_decay,
         )
-        self.network.eval()
 
     def config(self) -> dict[str, Any]:
         """Architecture, prior and optimiser settings (checked when a state is loaded)."""

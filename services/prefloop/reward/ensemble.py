@@ -34,15 +34,18 @@ from torch import nn
 
 from prefloop.reward.base import RewardPrediction
 from prefloop.reward.head_training import (
-    PREDICT_CHUNK_ROWS,
     HeadInputError,
     LrSchedule,
     as_feature_tensor,
-    bradley_terry_nll,
+    centred_bradley_terry,
+    forward_in_chunks,
     make_generator,
-    std_over_members,
 )
-from prefloop.reward.torch_head import TorchRewardHead, xavier_uniform_
+from prefloop.reward.torch_head import (
+    TorchRewardHead,
+    prediction_from_samples,
+    xavier_uniform_,
+)
 
 PAPER_LEARNING_RATE = 5e-5
 """The ActiveUltraFeedback loop's AdamW learning rate (configs/loop.yaml), for reference."""
@@ -128,7 +131,6 @@ class EnsembleHead(TorchRewardHead):
         self.hidden_dim = int(hidden_dim)
         self.num_layers = int(num_layers)
         self.center_coefficient = float(center_coefficient)
-        self.weight_decay = float(weight_decay)
         self.xavier_gain = float(xavier_gain)
         network = BatchedMLPEnsemble(
             input_dim, num_heads, hidden_dim, num_layers, make_generator(seed), xavier_gain
@@ -143,7 +145,6 @@ class EnsembleHead(TorchRewardHead):
             adam_eps=1e-8,
             weight_decay=weight_decay,
         )
-        self.network.eval()
 
     def config(self) -> dict[str, Any]:
         """Architecture and optimiser settings (checked when a state is loaded)."""
@@ -161,36 +162,18 @@ class EnsembleHead(TorchRewardHead):
 
     def member_rewards(self, features: torch.Tensor) -> torch.Tensor:
         """(K, M) per-head rewards, evaluated in chunks of rows."""
-        chunks = [
-            self.network(features[i : i + PREDICT_CHUNK_ROWS])
-            for i in range(0, features.shape[0], PREDICT_CHUNK_ROWS)
-        ]
-        if not chunks:
-            return torch.zeros(self.num_heads, 0)
-        return torch.cat(chunks, dim=1)
+        return forward_in_chunks(self.network, features, self.num_heads)
 
     def pair_loss(
         self, chosen: torch.Tensor, rejected: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-head Bradley-Terry plus reward centring on one minibatch (anchor added by base)."""
-        b = chosen.shape[0]
         rewards = self.network(torch.cat([chosen, rejected], dim=0))  # (K, 2B)
-        r_c, r_r = rewards[:, :b], rewards[:, b:]
-        bt = bradley_terry_nll(r_c - r_r).mean()
-        centre = ((r_c + r_r) ** 2).mean()
-        loss = bt + self.center_coefficient * centre
-        accuracy = (r_c.mean(0) > r_r.mean(0)).float().mean()
-        return loss, {"bt_loss": bt, "center_loss": centre, "train_accuracy": accuracy}
+        return centred_bradley_terry(rewards, chosen.shape[0], self.center_coefficient)
 
     def predict(self, features: np.ndarray) -> RewardPrediction:
         """Mean, unbiased std and the K per-head rewards (as samples) of (M, D) features."""
         x = as_feature_tensor(features, self.input_dim, name="features")
         with torch.inference_mode():
             samples = self.member_rewards(x).T.contiguous()  # (M, K)
-            mean = samples.mean(dim=1)
-            std = std_over_members(samples)
-        return RewardPrediction(
-            mean=mean.double().numpy(),
-            std=std.double().numpy(),
-            samples=samples.double().numpy(),
-        )
+        return prediction_from_samples(samples)

@@ -39,15 +39,18 @@ from torch import nn
 from prefloop.reward.base import RewardPrediction
 from prefloop.reward.ensemble import BatchedMLPEnsemble
 from prefloop.reward.head_training import (
-    PREDICT_CHUNK_ROWS,
     HeadInputError,
     LrSchedule,
     as_feature_tensor,
-    bradley_terry_nll,
+    centred_bradley_terry,
+    forward_in_chunks,
     make_generator,
-    std_over_members,
 )
-from prefloop.reward.torch_head import TorchRewardHead, xavier_uniform_
+from prefloop.reward.torch_head import (
+    TorchRewardHead,
+    prediction_from_samples,
+    xavier_uniform_,
+)
 
 PriorInput = Literal["inputs", "features"]
 
@@ -183,7 +186,6 @@ class EpinetHead(TorchRewardHead):
         self.num_train_index_samples = int(num_train_index_samples)
         self.num_index_samples = int(num_index_samples)
         self.center_coefficient = float(center_coefficient)
-        self.weight_decay = float(weight_decay)
         generator = make_generator(seed)
         network = EpinetNetwork(
             input_dim,
@@ -210,7 +212,6 @@ class EpinetHead(TorchRewardHead):
             adam_eps=1e-8,
             weight_decay=weight_decay,
         )
-        self.network.eval()
 
     def config(self) -> dict[str, Any]:
         """Architecture and optimiser settings (checked when a state is loaded)."""
@@ -237,33 +238,16 @@ class EpinetHead(TorchRewardHead):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Bradley-Terry + centring, averaged over freshly sampled indices z ~ N(0, I)."""
         index = torch.randn(self.num_train_index_samples, self.index_dim, generator=generator)
-        b = chosen.shape[0]
         rewards = self.network(torch.cat([chosen, rejected], dim=0), index)  # (S, 2B)
-        r_c, r_r = rewards[:, :b], rewards[:, b:]
-        bt = bradley_terry_nll(r_c - r_r).mean()
-        centre = ((r_c + r_r) ** 2).mean()
-        accuracy = (r_c.mean(0) > r_r.mean(0)).float().mean()
-        loss = bt + self.center_coefficient * centre
-        return loss, {"bt_loss": bt, "center_loss": centre, "train_accuracy": accuracy}
+        return centred_bradley_terry(rewards, chosen.shape[0], self.center_coefficient)
 
     def predict(self, features: np.ndarray) -> RewardPrediction:
         """Samples f(x, z_j) over the fixed evaluation indices, their mean and unbiased std."""
         x = as_feature_tensor(features, self.input_dim, name="features")
         index = self.network.get_buffer("eval_index")
         with torch.inference_mode():
-            chunks = [
-                self.network(x[i : i + PREDICT_CHUNK_ROWS], index)
-                for i in range(0, x.shape[0], PREDICT_CHUNK_ROWS)
-            ]
-            samples = (
-                torch.cat(chunks, dim=1).T.contiguous()
-                if chunks
-                else torch.zeros(0, self.num_index_samples)
+            rewards = forward_in_chunks(
+                lambda rows: self.network(rows, index), x, self.num_index_samples
             )
-            mean = samples.mean(dim=1)
-            std = std_over_members(samples)
-        return RewardPrediction(
-            mean=mean.double().numpy(),
-            std=std.double().numpy(),
-            samples=samples.double().numpy(),
-        )
+            samples = rewards.T.contiguous()  # (M, S)
+        return prediction_from_samples(samples)

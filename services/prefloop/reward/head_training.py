@@ -18,7 +18,7 @@ References: Bradley & Terry (1952) for the pairwise likelihood; ActiveUltraFeedb
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -123,6 +123,41 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 def bradley_terry_nll(margin: torch.Tensor) -> torch.Tensor:
     """Elementwise -log sigmoid(margin), computed stably as softplus(-margin)."""
     return F.softplus(-margin)
+
+
+def centred_bradley_terry(
+    rewards: torch.Tensor, num_pairs: int, center_coefficient: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Per-member Bradley-Terry loss plus reward centring of (S, 2B) rewards, and its parts.
+
+    Why: the anchored ensemble and the epinet share ActiveUltraFeedback's data loss
+    (https://arxiv.org/abs/2603.09692): ``mean -log sigmoid(r(c) - r(r))`` over members and
+    pairs, plus ``center_coefficient * mean (r(c) + r(r))^2``. ``rewards`` holds the chosen
+    responses in its first ``num_pairs`` columns and the rejected ones after them.
+    """
+    r_c, r_r = rewards[:, :num_pairs], rewards[:, num_pairs:]
+    bt = bradley_terry_nll(r_c - r_r).mean()
+    centre = ((r_c + r_r) ** 2).mean()
+    loss = bt + center_coefficient * centre
+    accuracy = (r_c.mean(0) > r_r.mean(0)).float().mean()
+    return loss, {"bt_loss": bt, "center_loss": centre, "train_accuracy": accuracy}
+
+
+def forward_in_chunks(
+    forward: Callable[[torch.Tensor], torch.Tensor], features: torch.Tensor, num_outputs: int
+) -> torch.Tensor:
+    """(S, M) outputs of ``forward`` on (M, D) features, run ``PREDICT_CHUNK_ROWS`` rows at a time.
+
+    Why: bounds the memory of (S, M, hidden) activations when a head scores a large pool;
+    ``num_outputs`` is S, the shape of the empty result for M = 0.
+    """
+    chunks = [
+        forward(features[i : i + PREDICT_CHUNK_ROWS])
+        for i in range(0, features.shape[0], PREDICT_CHUNK_ROWS)
+    ]
+    if not chunks:
+        return torch.zeros(num_outputs, 0)
+    return torch.cat(chunks, dim=1)
 
 
 def make_generator(seed: int) -> torch.Generator:

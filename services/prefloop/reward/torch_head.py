@@ -38,6 +38,7 @@ from prefloop.reward.head_training import (
     minibatch_indices,
     scheduled_lr,
     set_lr,
+    std_over_members,
 )
 
 
@@ -68,6 +69,7 @@ class TorchRewardHead(ABC):
         self.seed = int(seed)
         self.learning_rate = float(learning_rate)
         self.lr_schedule: LrSchedule = lr_schedule
+        self.weight_decay = float(weight_decay)
         self.network = network
         self.anchors: list[torch.Tensor] = [
             p.detach().clone() for p in self.network.parameters() if p.requires_grad
@@ -81,6 +83,7 @@ class TorchRewardHead(ABC):
             foreach=False,
         )
         self.num_updates = 0
+        self.network.eval()
 
     # -- to implement ---------------------------------------------------------------------
     @abstractmethod
@@ -211,6 +214,23 @@ class TorchRewardHead(ABC):
         self.seed = int(state["seed"])
         self.load_extra_state(copy.deepcopy(state.get("extra", {})))
         self.network.eval()
+
+
+def prediction_from_samples(samples: torch.Tensor) -> RewardPrediction:
+    """Mean, unbiased std and the samples themselves of (M, S) reward samples, as float64.
+
+    Why: the ensemble's members and the epinet's evaluation indices are both draws from the
+    head's reward posterior (https://arxiv.org/abs/2603.09692, https://arxiv.org/abs/2107.08924);
+    acquisition rules read their mean, spread and raw samples alike.
+    """
+    with torch.inference_mode():
+        mean = samples.mean(dim=1)
+        std = std_over_members(samples)
+    return RewardPrediction(
+        mean=mean.double().numpy(),
+        std=std.double().numpy(),
+        samples=samples.double().numpy(),
+    )
 
 
 def xavier_uniform_(

@@ -1,0 +1,118 @@
+"""``prefloop bench label-efficiency ...`` and ``prefloop bench speed ...``: arguments and dispatch.
+
+``prefloop.cli`` only adds this subparser and calls ``run_bench``; everything else lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+
+def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``bench`` with its two subcommands on the top-level subparsers."""
+    bench = sub.add_parser("bench", help="label-efficiency and speed benchmarks")
+    bsub = bench.add_subparsers(dest="bench_command", required=True)
+
+    le = bsub.add_parser("label-efficiency", help="learning curves + significance per method")
+    le.add_argument("--data", type=Path, required=True, help="prompts with scored responses")
+    le.add_argument("--eval-data", type=Path, default=None, help="separate evaluation file")
+    le.add_argument("--methods", default="all", help="'all' or a comma list of rules")
+    le.add_argument("--seeds", type=int, default=5)
+    le.add_argument("--budget", type=int, default=256, help="annotations per run")
+    le.add_argument("--batch-size", type=int, default=64, help="prompts per round")
+    le.add_argument("--heldout-fraction", type=float, default=0.2)
+    le.add_argument("--max-length-tokens", type=int, default=256, help="MiniLM input length")
+    le.add_argument("--num-heads", type=int, default=20, help="ensemble members")
+    le.add_argument("--epochs-per-round", type=int, default=20)
+    le.add_argument(
+        "--cache-dir", type=Path, default=None, help="feature cache (default OUT/features)"
+    )
+    le.add_argument("--out", type=Path, default=Path("bench-reports/label-efficiency"))
+
+    sp = bsub.add_parser("speed", help="acquisition / scoring / training throughput")
+    sp.add_argument("--prompts", default="1000,10000,100000", help="comma list of P")
+    sp.add_argument("--responses", default="16,32", help="comma list of N")
+    sp.add_argument("--methods", default="all")
+    sp.add_argument("--repeats", type=int, default=3)
+    sp.add_argument("--batch-rule-cap", type=int, default=10_000, help="max P for batch rules")
+    sp.add_argument("--scoring-texts", type=int, default=256, help="real texts for MiniLM")
+    sp.add_argument("--data", type=Path, default=None, help="texts for the embedder timing")
+    sp.add_argument("--out", type=Path, default=Path("bench-reports/speed"))
+
+
+def _ints(text: str, name: str) -> list[int]:
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(
+            f"prefloop bench: {name} must be a comma list of integers, got {text!r}"
+        ) from None
+    if not vals or min(vals) < 2:
+        raise SystemExit(f"prefloop bench: {name} values must be >= 2, got {text!r}")
+    return vals
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the chosen bench and write its report; returns the exit status."""
+    console = Console(stderr=True)
+    if args.bench_command == "label-efficiency":
+        from prefloop.bench.label_efficiency import (
+            LabelEfficiencyConfig,
+            resolve_methods,
+            run_label_efficiency,
+        )
+        from prefloop.bench.report import write_report
+
+        cfg = LabelEfficiencyConfig(
+            data=args.data,
+            out=args.out,
+            methods=resolve_methods(args.methods),
+            seeds=args.seeds,
+            budget=args.budget,
+            batch_size=args.batch_size,
+            heldout_fraction=args.heldout_fraction,
+            eval_data=args.eval_data,
+            cache_dir=args.cache_dir,
+            max_length_tokens=args.max_length_tokens,
+            num_heads=args.num_heads,
+            epochs_per_round=args.epochs_per_round,
+        )
+        points = run_label_efficiency(cfg, console=console)
+        notes = [
+            f"data `{cfg.data}`, evaluation on "
+            + (
+                f"`{cfg.eval_data}`"
+                if cfg.eval_data
+                else f"a {cfg.heldout_fraction:.0%} held-out split"
+            )
+            + f"; {cfg.seeds} seeds; budget {cfg.budget}; batch {cfg.batch_size} prompts/round",
+            "stored-score oracle (deterministic); all methods of a seed see the same shuffle",
+            "delta_qwen's model ranking: mean judge score per model on the TRAINING split only",
+            "bgpm_* rules run with the BGPM head; every other rule with the anchored ensemble",
+            "p-values: paired Wilcoxon signed-rank vs random over seeds, Holm per (metric, test);"
+            " final/AUC two-sided, half-budget one-sided (value at half of Random's annotations"
+            " > Random's final value)",
+        ]
+        files = write_report(points, cfg.out, notes)
+        console.print(f"report: {files['summary_md']}")
+        return 0
+    if args.bench_command == "speed":
+        from prefloop.bench.speed import SpeedConfig, run_speed
+
+        scfg = SpeedConfig(
+            prompts=_ints(args.prompts, "--prompts"),
+            responses=_ints(args.responses, "--responses"),
+            methods=args.methods,
+            repeats=args.repeats,
+            batch_rule_cap=args.batch_rule_cap,
+            scoring_texts=args.scoring_texts,
+            data=args.data,
+            out=args.out,
+        )
+        md = run_speed(scfg, console=console)
+        console.print(f"report: {md}")
+        return 0
+    return 1

@@ -1,0 +1,314 @@
+"""The label-efficiency bench: every method over the same shuffled prompts, per seed.
+
+For each seed and acquisition rule the embedded loop runs with the stored-score oracle
+(``judge.kind: oracle``, deterministic) on the same shuffled prompts - the shuffle and the
+held-out split depend only on the seed - and after every round the bench records one point
+``(method, seed, annotations used)`` with:
+
+1. the loop's reward model on prompts it never saw: pairwise accuracy and per-prompt Spearman
+   (the held-out split, or ``--eval-data``);
+2. the quality of the dataset produced so far (rows of rounds <= r): mean judge score of the
+   chosen responses, mean chosen-minus-rejected gap, fraction of labels agreeing with the scores;
+3. the downstream proxy (``downstream.py``): a fresh Bradley-Terry MLP trained only on that
+   dataset prefix, its held-out accuracy.
+
+Rules with extra needs are configured automatically: ``bgpm_*`` run with the BGPM head, and
+``delta_qwen`` gets a model ranking by mean judge score on the TRAINING split of that seed only.
+Protocol after ActiveUltraFeedback (https://arxiv.org/abs/2603.09692) and ActiveRLHF's
+many-seeds lesson (https://github.com/bkuen/active-rlhf).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from prefloop.acquisition import get_rule, rule_names
+from prefloop.bench.downstream import ProbeConfig, downstream_accuracy
+from prefloop.data.records import PromptItem, ScoredBatch
+from prefloop.engine.build import build_embedded_roles
+from prefloop.engine.checkpoint import derive_seed
+from prefloop.engine.local_roles import LocalReward, LocalRewardModel
+from prefloop.engine.roles import RewardScores
+from prefloop.engine.round_engine import split_prompts
+from prefloop.engine.runner import execute
+from prefloop.spec import ActiveRun, parse_activerun
+
+BASE_MANIFEST: dict[str, Any] = {
+    "apiVersion": "prefloop.dev/v1alpha1",
+    "kind": "ActiveRun",
+    "metadata": {"name": "bench"},
+    "spec": {
+        "seed": 0,
+        "batchSize": 64,
+        "pairsPerPrompt": 1,
+        "prompts": {"path": "", "shuffle": True},
+        "responses": {"source": "precomputed"},
+        "rewardModel": {
+            "embedder": {"kind": "minilm", "maxLengthTokens": 256},
+            "head": {"kind": "ensemble", "numHeads": 20, "hiddenDim": 128},
+        },
+        "acquisition": {"method": "random", "params": {}},
+        "judge": {"kind": "oracle", "mode": "deterministic"},
+        "trainer": {"maxStepsPerRound": 100, "batchSize": 16, "epochsPerRound": 20},
+        "budget": {"maxAnnotations": 256},
+        "evaluation": {"heldoutFraction": 0.2},
+        "output": {"dir": "runs/{name}", "keepCheckpoints": 1},
+    },
+}
+"""The quickstart's configuration (examples/quickstart.yaml) with the bench's knobs exposed."""
+
+
+class BenchConfigError(ValueError):
+    """The bench was asked for something it cannot run (unknown method, bad sizes)."""
+
+
+@dataclass
+class LabelEfficiencyConfig:
+    """What one label-efficiency bench runs."""
+
+    data: Path
+    out: Path
+    methods: list[str]
+    seeds: int = 5
+    budget: int = 256
+    batch_size: int = 64
+    heldout_fraction: float = 0.2
+    eval_data: Path | None = None
+    cache_dir: Path | None = None
+    max_length_tokens: int = 256
+    num_heads: int = 20
+    epochs_per_round: int = 20
+    max_steps_per_round: int = 100
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1 or self.budget < 1 or self.batch_size < 1:
+            raise BenchConfigError(
+                f"seeds ({self.seeds}), budget ({self.budget}) and batch size "
+                f"({self.batch_size}) must all be >= 1"
+            )
+        if not 0 <= self.heldout_fraction < 1:
+            raise BenchConfigError(
+                f"heldout fraction must be in [0, 1), got {self.heldout_fraction}"
+            )
+        if self.eval_data is None and self.heldout_fraction == 0:
+            raise BenchConfigError("with --heldout-fraction 0 give --eval-data to evaluate on")
+
+    @property
+    def feature_dir(self) -> Path:
+        return self.cache_dir or self.out / "features"
+
+
+def resolve_methods(spec: str) -> list[str]:
+    """``all`` (every registered rule) or a comma list, checked against the registry."""
+    names = rule_names() if spec.strip() == "all" else [m.strip() for m in spec.split(",") if m]
+    if not names:
+        raise BenchConfigError("--methods: give 'all' or a comma-separated list of rules")
+    for n in names:
+        get_rule(n)  # raises AcquisitionError naming the registered rules
+    return list(dict.fromkeys(names))
+
+
+def model_ranking(items: list[PromptItem]) -> list[str]:
+    """Models ordered by mean judge score over ``items`` (best first); DeltaQwen's ranking.
+
+    Why: DeltaQwen labels "stronger model beats weaker model" without a judge; the ranking must
+    come from data the evaluation never sees, so the bench derives it from the training split.
+    """
+    totals: dict[str, list[float]] = defaultdict(list)
+    for it in items:
+        for r in it.responses:
+            if r.score is not None and math.isfinite(r.score):
+                totals[r.model].append(float(r.score))
+    if not totals:
+        raise BenchConfigError("delta_qwen needs stored judge scores to rank the models")
+    return sorted(totals, key=lambda m: (-float(np.mean(totals[m])), m))
+
+
+def build_run(cfg: LabelEfficiencyConfig, method: str, seed: int) -> ActiveRun:
+    """The manifest of one (method, seed) run."""
+    data = copy.deepcopy(BASE_MANIFEST)
+    s = data["spec"]
+    data["metadata"]["name"] = f"bench-{method.replace('_', '-')}-s{seed}"
+    s["seed"] = seed
+    s["batchSize"] = cfg.batch_size
+    s["prompts"]["path"] = str(Path(cfg.data).resolve())
+    s["rewardModel"]["embedder"]["maxLengthTokens"] = cfg.max_length_tokens
+    s["rewardModel"]["embedder"]["cacheDir"] = str(cfg.feature_dir.resolve())
+    s["rewardModel"]["head"]["numHeads"] = cfg.num_heads
+    if method.startswith("bgpm_"):
+        s["rewardModel"]["head"] = {"kind": "bgpm"}
+    s["acquisition"]["method"] = method
+    s["trainer"]["epochsPerRound"] = cfg.epochs_per_round
+    s["trainer"]["maxStepsPerRound"] = cfg.max_steps_per_round
+    s["budget"]["maxAnnotations"] = cfg.budget
+    s["evaluation"]["heldoutFraction"] = 0.0 if cfg.eval_data else cfg.heldout_fraction
+    return parse_activerun(data, source=f"bench:{method}:s{seed}")
+
+
+class EvalOnItems:
+    """Reward role that scores like ``inner`` but evaluates on a fixed set (``--eval-data``)."""
+
+    def __init__(self, inner: LocalReward, items: list[PromptItem]) -> None:
+        self.inner = inner
+        self.items = items
+
+    def score(self, items: list[PromptItem], mask: np.ndarray) -> RewardScores:
+        return self.inner.score(items, mask)
+
+    def evaluate(self, items: list[PromptItem]) -> dict[str, float]:
+        return self.inner.evaluate(self.items)
+
+
+def dataset_quality(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean chosen score, mean chosen-minus-rejected gap, label agreement of dataset rows."""
+    scored = [
+        (float(r["chosen_score"]), float(r["rejected_score"]))
+        for r in rows
+        if r.get("chosen_score") is not None and r.get("rejected_score") is not None
+    ]
+    if not scored:
+        nan = float("nan")
+        return {"mean_chosen_score": nan, "mean_score_gap": nan, "label_agreement": nan}
+    c = np.array([a for a, _ in scored])
+    rj = np.array([b for _, b in scored])
+    return {
+        "mean_chosen_score": float(c.mean()),
+        "mean_score_gap": float((c - rj).mean()),
+        "label_agreement": float((c >= rj).mean()),
+    }
+
+
+def _row_features(
+    model: LocalRewardModel, rows: list[dict[str, Any]], by_id: dict[str, PromptItem]
+) -> tuple[np.ndarray, np.ndarray]:
+    prompts = [by_id[r["prompt_id"]].prompt_text() for r in rows]
+    chosen = model.cache.get_or_compute(
+        prompts, [r["chosen"][0]["content"] for r in rows], model.embedder
+    )
+    rejected = model.cache.get_or_compute(
+        prompts, [r["rejected"][0]["content"] for r in rows], model.embedder
+    )
+    return chosen, rejected
+
+
+STEP_COLUMNS = ("generation", "reward", "acquisition", "judge", "training", "evaluation")
+
+
+def run_one(
+    cfg: LabelEfficiencyConfig,
+    method: str,
+    seed: int,
+    items: list[PromptItem],
+    eval_items: list[PromptItem] | None,
+    console: Console,
+) -> list[dict[str, Any]]:
+    """Run one (method, seed) loop and return its points, one per round."""
+    run = build_run(cfg, method, seed)
+    pool, heldout = split_prompts(run, items)
+    if method == "delta_qwen":
+        ranking = model_ranking(pool)
+        run.spec.acquisition.params["model_ranking"] = ranking
+    run_dir = cfg.out / "runs" / f"{method}-s{seed}"
+    roles, model, _ = build_embedded_roles(run, run_dir, None)
+    evaluation_items = eval_items if eval_items is not None else heldout
+    if eval_items is not None:
+        assert isinstance(roles.reward, LocalReward)
+        roles.reward = EvalOnItems(roles.reward, eval_items)
+    result = execute(run, output=str(run_dir), roles=roles, console=console)
+    batch = ScoredBatch.from_items(evaluation_items)
+    eval_feats = model.features(list(evaluation_items), batch.mask)
+    by_id = {it.prompt_id: it for it in pool}
+    points: list[dict[str, Any]] = []
+    for m in result.state.metrics:
+        r = int(m["round"])
+        prefix = [row for row in result.rows if int(row["round"]) < r]
+        point: dict[str, Any] = {
+            "method": method,
+            "seed": seed,
+            "round": r,
+            "annotations": int(m["annotations_used"]),
+            "pairs": len(prefix),
+            "heldout_accuracy": float(m.get("heldout_accuracy", float("nan"))),
+            "heldout_spearman": float(m.get("heldout_spearman", float("nan"))),
+            **dataset_quality(prefix),
+        }
+        if prefix:
+            chosen, rejected = _row_features(model, prefix, by_id)
+            ds = downstream_accuracy(
+                chosen,
+                rejected,
+                eval_feats,
+                batch.judge_scores,
+                batch.mask,
+                seed=derive_seed(seed, r, "downstream"),
+                config=cfg.probe,
+            )
+            point["downstream_accuracy"] = ds["accuracy"]
+            point["downstream_spearman"] = ds["spearman"]
+        else:
+            point["downstream_accuracy"] = point["downstream_spearman"] = float("nan")
+        for step in STEP_COLUMNS:
+            point[f"{step}_seconds"] = float(m.get(f"{step}_seconds", 0.0))
+        point["embed_seconds"] = float(m.get("embed_seconds", 0.0))
+        point["head_seconds"] = float(m.get("head_seconds", 0.0))
+        point["train_embed_seconds"] = float(m.get("train_embed_seconds", 0.0))
+        point["round_seconds"] = float(m["round_seconds"])
+        points.append(point)
+    return points
+
+
+def run_label_efficiency(
+    cfg: LabelEfficiencyConfig,
+    *,
+    console: Console | None = None,
+    on_run: Callable[[str, int, list[dict[str, Any]]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Every (seed, method) run, with a rich progress bar; returns all points.
+
+    Round numbering: the metrics row of round r (1-based) is written after r rounds, so the
+    dataset prefix of a point is every row with ``round < r`` (rows count rounds from 0).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from prefloop.data.readers import load_prompt_items
+
+    console = console or Console(stderr=True)
+    quiet = Console(stderr=True, quiet=True)
+    items = load_prompt_items(cfg.data)
+    eval_items = load_prompt_items(cfg.eval_data) if cfg.eval_data else None
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    points: list[dict[str, Any]] = []
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("label-efficiency", total=cfg.seeds * len(cfg.methods))
+        for seed in range(cfg.seeds):
+            for method in cfg.methods:
+                progress.update(task, description=f"seed {seed} [magenta]{method}[/]")
+                pts = run_one(cfg, method, seed, items, eval_items, quiet)
+                points.extend(pts)
+                if pts:
+                    last = pts[-1]
+                    progress.console.print(
+                        f"seed {seed} {method:14s} {last['annotations']:>5} annotations: "
+                        f"held-out acc {last['heldout_accuracy']:.3f}, "
+                        f"downstream {last['downstream_accuracy']:.3f}"
+                    )
+                if on_run is not None:
+                    on_run(method, seed, pts)
+                progress.advance(task)
+    return points

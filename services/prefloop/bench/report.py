@@ -1,0 +1,323 @@
+"""The label-efficiency report: points, learning curves, summary, significance and overhead.
+
+Files written to the report directory:
+
+* ``points.csv``: every (method, seed, round) point with its annotations and metrics;
+* ``curve_<metric>.png``: one learning curve per metric, mean over seeds with a +-1 std band;
+* ``summary.csv`` / ``summary.md``: per method and metric, the final value (mean +- std over
+  seeds), the normalised area under the curve, the annotations the mean curve needs to reach
+  Random's mean final value and the label-efficiency ratio (that / Random's annotations);
+* ``significance.csv``: paired Wilcoxon signed-rank tests against Random over seeds on the final
+  value and the AUC (two-sided), and on the value at half of Random's annotations against
+  Random's final value (one-sided, "greater"), with Holm-corrected p-values per (metric, test)
+  family and seeded bootstrap 95% CIs of the mean paired difference;
+* ``overhead.csv``: seconds per round by step, the selector's seconds per round, and the loop's
+  own overhead share (everything but embedding, head training and held-out evaluation).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prefloop.bench.stats import (
+    annotations_to_reach,
+    auc,
+    bootstrap_ci,
+    efficiency_ratio,
+    holm,
+    value_at,
+    wilcoxon_vs_reference,
+)
+
+METRICS: dict[str, str] = {
+    "heldout_accuracy": "reward model: held-out pairwise accuracy",
+    "heldout_spearman": "reward model: held-out per-prompt Spearman",
+    "downstream_accuracy": "downstream BT probe: held-out pairwise accuracy",
+    "mean_chosen_score": "dataset: mean judge score of chosen",
+    "mean_score_gap": "dataset: mean chosen - rejected score gap",
+    "label_agreement": "dataset: labels agreeing with judge scores",
+}
+REFERENCE = "random"
+BOOTSTRAP_SEED = 20240917
+
+Curves = dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Rows of dicts as CSV (columns in first-seen order)."""
+    cols: list[str] = []
+    for r in rows:
+        cols.extend(k for k in r if k not in cols)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def curves(points: list[dict[str, Any]], metric: str) -> Curves:
+    """method -> seed -> (annotations, values), sorted by round."""
+    out: Curves = defaultdict(dict)
+    grouped: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for p in points:
+        grouped[(p["method"], int(p["seed"]))].append(p)
+    for (method, seed), pts in grouped.items():
+        pts.sort(key=lambda p: int(p["round"]))
+        out[method][seed] = (
+            np.array([float(p["annotations"]) for p in pts]),
+            np.array([float(p[metric]) for p in pts]),
+        )
+    return out
+
+
+def mean_curve(per_seed: dict[int, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
+    """Mean annotations, mean and std of a metric per round index over seeds."""
+    n = min(len(x) for x, _ in per_seed.values())
+    xs = np.stack([x[:n] for x, _ in per_seed.values()])
+    ys = np.stack([y[:n] for _, y in per_seed.values()])
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return xs.mean(axis=0), np.nanmean(ys, axis=0), np.nanstd(ys, axis=0)
+
+
+def _final(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    keep = np.isfinite(y)
+    if not keep.any():
+        return float(x[-1]) if x.size else float("nan"), float("nan")
+    return float(x[keep][-1]), float(y[keep][-1])
+
+
+def summarize(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (method, metric): final, AUC, annotations to reach Random, efficiency ratio."""
+    rows: list[dict[str, Any]] = []
+    for metric in METRICS:
+        cv = curves(points, metric)
+        ref_x = ref_final = float("nan")
+        if REFERENCE in cv:
+            mx, my, _ = mean_curve(cv[REFERENCE])
+            ref_x, ref_final = _final(mx, my)
+        for method, per_seed in sorted(cv.items()):
+            finals = np.array([_final(x, y)[1] for x, y in per_seed.values()])
+            aucs = np.array([auc(x, y) for x, y in per_seed.values()])
+            mx, my, _ = mean_curve(per_seed)
+            needed = annotations_to_reach(mx, my, ref_final)
+            per_seed_ratio = []
+            for seed, (x, y) in per_seed.items():
+                if REFERENCE in cv and seed in cv[REFERENCE]:
+                    rx, ry = cv[REFERENCE][seed]
+                    rxf, ryf = _final(rx, ry)
+                    per_seed_ratio.append(efficiency_ratio(annotations_to_reach(x, y, ryf), rxf))
+            ratios = np.array(per_seed_ratio, dtype=np.float64)
+            rows.append(
+                {
+                    "metric": metric,
+                    "method": method,
+                    "seeds": len(per_seed),
+                    "final_annotations": float(np.mean([x[-1] for x, _ in per_seed.values()])),
+                    "final_mean": _nanstat(np.nanmean, finals),
+                    "final_std": _nanstat(np.nanstd, finals),
+                    "auc_mean": _nanstat(np.nanmean, aucs),
+                    "auc_std": _nanstat(np.nanstd, aucs),
+                    "annotations_to_reach_random": needed,
+                    "efficiency_ratio": efficiency_ratio(needed, ref_x),
+                    "seeds_reaching_random": int(np.isfinite(ratios).sum()),
+                    "seeds_within_half": int((ratios <= 0.5).sum()),
+                }
+            )
+    return rows
+
+
+def _nanstat(fn: Any, a: np.ndarray) -> float:
+    return float(fn(a)) if np.isfinite(a).any() else float("nan")
+
+
+def significance(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Paired tests of every method against Random per metric, Holm-corrected per family."""
+    rows: list[dict[str, Any]] = []
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    for metric in METRICS:
+        cv = curves(points, metric)
+        if REFERENCE not in cv:
+            continue
+        ref = cv[REFERENCE]
+        for test in ("final", "auc", "half_budget"):
+            family: list[dict[str, Any]] = []
+            for method, per_seed in sorted(cv.items()):
+                if method == REFERENCE:
+                    continue
+                seeds = sorted(set(per_seed) & set(ref))
+                vals, refs = [], []
+                for s in seeds:
+                    (x, y), (rx, ry) = per_seed[s], ref[s]
+                    rxf, ryf = _final(rx, ry)
+                    if test == "final":
+                        vals.append(_final(x, y)[1])
+                        refs.append(ryf)
+                    elif test == "auc":
+                        vals.append(auc(x, y))
+                        refs.append(auc(rx, ry))
+                    else:
+                        vals.append(value_at(x, y, 0.5 * rxf))
+                        refs.append(ryf)
+                v, r = np.array(vals, dtype=np.float64), np.array(refs, dtype=np.float64)
+                alternative = "greater" if test == "half_budget" else "two-sided"
+                median, p = wilcoxon_vs_reference(v, r, alternative)
+                lo, hi = bootstrap_ci(v - r, rng)
+                d = v - r
+                family.append(
+                    {
+                        "metric": metric,
+                        "test": test,
+                        "method": method,
+                        "reference": REFERENCE,
+                        "seeds": int(np.isfinite(d).sum()),
+                        "alternative": alternative,
+                        "mean_diff": _nanstat(np.nanmean, d),
+                        "median_diff": median,
+                        "ci95_low": lo,
+                        "ci95_high": hi,
+                        "p_value": p,
+                    }
+                )
+            adjusted = holm(np.array([f["p_value"] for f in family], dtype=np.float64))
+            for f, pa in zip(family, adjusted, strict=True):
+                f["p_holm"] = float(pa)
+                f["significant_0.05"] = bool(pa < 0.05) if math.isfinite(pa) else False
+            rows.extend(family)
+    return rows
+
+
+def overhead(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per method: mean seconds per round by step, and the loop's own overhead share.
+
+    Overhead = round time - embedding (scoring + training features) - head training - held-out
+    evaluation; i.e. generation (reading stored answers), head prediction, acquisition, judging
+    and bookkeeping. The evaluation is the bench's measurement, not the loop's work, so it is
+    reported in its own column.
+    """
+    by_method: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in points:
+        by_method[p["method"]].append(p)
+    rows = []
+    for method, pts in sorted(by_method.items()):
+
+        def mean(key: str, pts: list[dict[str, Any]] = pts) -> float:
+            return float(np.mean([float(p[key]) for p in pts]))
+
+        round_s = mean("round_seconds")
+        own = round_s - mean("embed_seconds") - mean("training_seconds")
+        own -= mean("evaluation_seconds")
+        rows.append(
+            {
+                "method": method,
+                "rounds": len(pts),
+                "acquisition_seconds_per_round": mean("acquisition_seconds"),
+                "round_seconds": round_s,
+                "embed_seconds": mean("embed_seconds"),
+                "head_predict_seconds": mean("head_seconds"),
+                "training_seconds": mean("training_seconds"),
+                "evaluation_seconds": mean("evaluation_seconds"),
+                "loop_overhead_seconds": own,
+                "loop_overhead_share": own / round_s if round_s > 0 else float("nan"),
+                "acquisition_share": mean("acquisition_seconds") / round_s
+                if round_s > 0
+                else float("nan"),
+            }
+        )
+    return rows
+
+
+def plot_curves(points: list[dict[str, Any]], out: Path) -> list[Path]:
+    """One PNG per metric: mean over seeds against annotations, with a +-1 std band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for metric, title in METRICS.items():
+        cv = curves(points, metric)
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for method, per_seed in sorted(cv.items()):
+            mx, my, sd = mean_curve(per_seed)
+            style: dict[str, Any] = (
+                {"color": "black", "linewidth": 2.2} if method == REFERENCE else {}
+            )
+            (line,) = ax.plot(mx, my, marker="o", markersize=3, label=method, **style)
+            ax.fill_between(mx, my - sd, my + sd, color=line.get_color(), alpha=0.15)
+        ax.set_xlabel("annotations used")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{title} (mean, band = +-1 std over seeds)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        path = out / f"curve_{metric}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def summary_markdown(
+    summary: list[dict[str, Any]], sig: list[dict[str, Any]], notes: list[str]
+) -> str:
+    """The summary tables as markdown, one section per metric."""
+    lines = ["# Label-efficiency bench", ""]
+    lines += [f"- {n}" for n in notes]
+    sig_by = {(s["metric"], s["method"], s["test"]): s for s in sig}
+    for metric, title in METRICS.items():
+        rows = [r for r in summary if r["metric"] == metric]
+        if not rows:
+            continue
+        lines += ["", f"## {title} (`{metric}`)", ""]
+        lines.append(
+            "| method | seeds | annotations | final (mean ± std) | AUC | to reach Random | "
+            "ratio | seeds <= half | p final (Holm) | p AUC (Holm) | p half-budget (Holm) |"
+        )
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            ps = [
+                sig_by.get((metric, r["method"], t), {}).get("p_holm", float("nan"))
+                for t in ("final", "auc", "half_budget")
+            ]
+            lines.append(
+                f"| {r['method']} | {r['seeds']} | {r['final_annotations']:.0f} | "
+                f"{_fmt(r['final_mean'])} ± {_fmt(r['final_std'])} | {_fmt(r['auc_mean'])} | "
+                f"{_fmt(r['annotations_to_reach_random'], 0)} | {_fmt(r['efficiency_ratio'], 2)} "
+                f"| {r['seeds_within_half']} | " + " | ".join(_fmt(p) for p in ps) + " |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    points: list[dict[str, Any]], out: Path, notes: list[str] | None = None
+) -> dict[str, Path]:
+    """Write every report file; returns their paths by name."""
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(points)
+    sig = significance(points)
+    files = {
+        "points": write_csv(out / "points.csv", points),
+        "summary_csv": write_csv(out / "summary.csv", summary),
+        "significance": write_csv(out / "significance.csv", sig),
+        "overhead": write_csv(out / "overhead.csv", overhead(points)),
+    }
+    md = out / "summary.md"
+    md.write_text(summary_markdown(summary, sig, notes or []), encoding="utf-8")
+    files["summary_md"] = md
+    for p in plot_curves(points, out):
+        files[p.stem] = p
+    return files

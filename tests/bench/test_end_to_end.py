@@ -1,0 +1,104 @@
+"""A tiny label-efficiency bench and a tiny speed bench, end to end through the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from prefloop.bench.label_efficiency import model_ranking, resolve_methods
+from prefloop.bench.report import METRICS
+from prefloop.cli import main
+from prefloop.data.readers import load_prompt_items
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    lines = (REPO / "data/alpacaeval/sample100.jsonl").read_text().splitlines()[:24]
+    path = tmp_path_factory.mktemp("data") / "tiny.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_label_efficiency_writes_every_report_file(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    status = main(
+        [
+            "bench", "label-efficiency", "--data", str(tiny_data), "--methods", "random,drts",
+            "--seeds", "2", "--budget", "12", "--batch-size", "6", "--max-length-tokens", "64",
+            "--num-heads", "4", "--epochs-per-round", "2", "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert status == 0
+    points = _rows(out / "points.csv")
+    # 24 prompts, 20% held out -> 20 in the pool; budget 12 at 6 per round -> 2 rounds
+    assert len(points) == 2 * 2 * 2
+    assert {(p["method"], p["seed"]) for p in points} == {
+        (m, s) for m in ("random", "drts") for s in ("0", "1")
+    }
+    assert {int(p["annotations"]) for p in points} == {6, 12}
+    for col in [*METRICS, "acquisition_seconds", "round_seconds"]:
+        assert col in points[0]
+    assert all(0.0 <= float(p["downstream_accuracy"]) <= 1.0 for p in points)
+    summary = _rows(out / "summary.csv")
+    assert len(summary) == 2 * len(METRICS)
+    rnd = next(r for r in summary if r["method"] == "random" and r["metric"] == "heldout_accuracy")
+    assert float(rnd["efficiency_ratio"]) == pytest.approx(1.0)
+    sig = _rows(out / "significance.csv")
+    assert len(sig) == len(METRICS) * 3
+    assert {r["method"] for r in sig} == {"drts"}
+    assert all(float(r["p_holm"]) >= float(r["p_value"]) for r in sig)
+    overhead = _rows(out / "overhead.csv")
+    assert {r["method"] for r in overhead} == {"random", "drts"}
+    assert all(float(r["acquisition_seconds_per_round"]) >= 0 for r in overhead)
+    assert "| drts |" in (out / "summary.md").read_text()
+    for metric in METRICS:
+        with Image.open(out / f"curve_{metric}.png") as im:
+            im.verify()
+    rows = [json.loads(x) for x in (out / "runs/drts-s0/dataset.jsonl").read_text().splitlines()]
+    assert len(rows) == 12
+
+
+def test_speed_bench_writes_tables_and_plot(tmp_path: Path) -> None:
+    out = tmp_path / "speed"
+    status = main(
+        [
+            "bench", "speed", "--prompts", "50,200", "--responses", "4", "--methods",
+            "random,delta_ucb,us_dpo,bgpm_mv,delta_qwen", "--repeats", "1", "--batch-rule-cap",
+            "50", "--scoring-texts", "8", "--data", str(REPO / "data/alpacaeval/sample100.jsonl"),
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert status == 0
+    acq = _rows(out / "acquisition.csv")
+    sizes = {(r["rule"], int(r["prompts"])) for r in acq}
+    assert ("random", 200) in sizes and ("delta_ucb", 200) in sizes
+    assert ("us_dpo", 50) in sizes and ("us_dpo", 200) not in sizes  # batch rule cap
+    assert all(float(r["peak_mib"]) >= 0 for r in acq)
+    scoring = _rows(out / "scoring.csv")
+    assert {r["component"].split(".")[0] for r in scoring} >= {"head:ensemble", "head:bgpm"}
+    assert len(_rows(out / "training.csv")) == 3
+    assert "capped at P=50" in (out / "speed.md").read_text()
+    with Image.open(out / "acquisition_loglog.png") as im:
+        im.verify()
+
+
+def test_methods_and_delta_qwen_ranking() -> None:
+    assert "random" in resolve_methods("all") and "bgpm_mv" in resolve_methods("all")
+    assert resolve_methods("random, drts") == ["random", "drts"]
+    with pytest.raises(ValueError, match="unknown acquisition method"):
+        resolve_methods("random,nope")
+    items = load_prompt_items(REPO / "data/alpacaeval/sample100.jsonl")[:10]
+    ranking = model_ranking(items)
+    assert len(ranking) == len({r.model for it in items for r in it.responses})
+    assert ranking == model_ranking(list(reversed(items)))
