@@ -1,0 +1,423 @@
+"""Client roles: the engine's five role protocols implemented over gRPC.
+
+``prefloop run RUN.yaml --connect generation=h:p,reward=h:p,acquisition=h:p,judge=h:p,
+trainer=h:p`` drives the same :class:`~prefloop.engine.round_engine.RoundEngine` through these.
+Every call has a deadline; UNAVAILABLE and DEADLINE_EXCEEDED are retried with bounded
+exponential backoff (a restarting service is unavailable for a few seconds). Retrying is safe
+because every RPC is idempotent: selection and scoring are pure, the judge answers a recorded
+pair from its log, and the trainer returns the recorded version of a round it already trained.
+
+The reward and trainer clients share a :class:`VersionTracker`: after round r trains version
+v, the next Score asks the reward service for ``min_model_version = v``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+
+from prefloop.acquisition.base import AcquisitionInput, Selection
+from prefloop.data.records import PreferencePair, PromptItem
+from prefloop.engine.roles import RewardScores, TrainResult
+from prefloop.engine.round_engine import Roles
+from prefloop.judge.base import Judgement, JudgeRequest
+from prefloop.rpc.convert import (
+    estimate_arrays,
+    item_from_msg,
+    item_to_msg,
+    judge_request_to_msg,
+    judgement_from_msg,
+    pair_to_msg,
+    selection_from_pairs,
+    to_json,
+)
+from prefloop.rpc.server import DEFAULT_MAX_MESSAGE_BYTES
+from prefloop.rpc.tensors import to_tensor
+from prefloop.spec import ActiveRun
+from prefloop.v1 import (
+    acquisition_pb2,
+    acquisition_pb2_grpc,
+    common_pb2,
+    generation_pb2,
+    generation_pb2_grpc,
+    judge_pb2,
+    judge_pb2_grpc,
+    reward_pb2,
+    reward_pb2_grpc,
+    trainer_pb2,
+    trainer_pb2_grpc,
+)
+
+log = logging.getLogger("prefloop.rpc.clients")
+
+ROLE_NAMES = ("generation", "reward", "acquisition", "judge", "trainer")
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+T = TypeVar("T")
+
+
+class ConnectError(ValueError):
+    """A ``--connect`` value is malformed or misses a role."""
+
+
+def parse_connect(text: str) -> dict[str, str]:
+    """``generation=h:p,reward=h:p,...`` -> {role: address}; all five roles are required."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        role, sep, address = part.partition("=")
+        if not sep or not address or ":" not in address:
+            raise ConnectError(f"--connect: {part!r} is not role=host:port")
+        if role == "kafka":
+            raise ConnectError("--connect: kafka= is not supported by this build yet")
+        if role not in ROLE_NAMES:
+            raise ConnectError(f"--connect: unknown role {role!r}; roles: {', '.join(ROLE_NAMES)}")
+        out[role] = address
+    missing = [r for r in ROLE_NAMES if r not in out]
+    if missing:
+        raise ConnectError(f"--connect: no address for {', '.join(missing)}")
+    return out
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How clients reach the services.
+
+    Attributes:
+        tls_ca: PEM of the CA (or self-signed certificate) to trust; None = plaintext.
+        tls_server_name: override of the name checked against the certificate.
+        auth_token: bearer token sent with every call.
+        deadlines: per-role deadline in seconds of each call.
+        max_attempts: calls per RPC before giving up on retryable errors.
+        backoff_initial / backoff_max: exponential backoff between attempts (seconds).
+    """
+
+    tls_ca: Path | None = None
+    tls_server_name: str | None = None
+    auth_token: str | None = None
+    deadlines: dict[str, float] = field(
+        default_factory=lambda: {
+            "generation": 600.0,
+            "reward": 300.0,
+            "acquisition": 60.0,
+            "judge": 300.0,
+            "trainer": 600.0,
+        }
+    )
+    max_attempts: int = 12
+    backoff_initial: float = 0.2
+    backoff_max: float = 5.0
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """Call metadata (the bearer token, when configured)."""
+        return (("authorization", f"Bearer {self.auth_token}"),) if self.auth_token else ()
+
+
+def open_channel(address: str, config: ClientConfig) -> grpc.Channel:
+    """A channel to ``address`` with the configured TLS and message limits."""
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+    ]
+    if config.tls_ca is None:
+        return grpc.insecure_channel(address, options=options)
+    if config.tls_server_name:
+        options.append(("grpc.ssl_target_name_override", config.tls_server_name))
+    creds = grpc.ssl_channel_credentials(root_certificates=Path(config.tls_ca).read_bytes())
+    return grpc.secure_channel(address, creds, options=options)
+
+
+class RetryingCaller:
+    """Calls an RPC with a deadline, retrying UNAVAILABLE / DEADLINE_EXCEEDED with backoff."""
+
+    def __init__(self, role: str, config: ClientConfig) -> None:
+        self.role = role
+        self.config = config
+        self.retries = 0
+
+    def call(self, name: str, fn: Callable[[float, tuple[tuple[str, str], ...]], T]) -> T:
+        """``fn(timeout, metadata)`` until it succeeds, fails for good, or attempts run out."""
+        delay = self.config.backoff_initial
+        timeout = self.config.deadlines[self.role]
+        for attempt in range(1, self.config.max_attempts + 1):
+            try:
+                return fn(timeout, self.config.metadata())
+            except grpc.RpcError as e:
+                code = e.code() if hasattr(e, "code") else None
+                if code not in RETRYABLE or attempt == self.config.max_attempts:
+                    raise
+                self.retries += 1
+                log.warning(
+                    "%s.%s: %s (attempt %d), retrying in %.1fs",
+                    self.role,
+                    name,
+                    code,
+                    attempt,
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(self.config.backoff_max, delay * 2)
+        raise AssertionError("unreachable")
+
+
+@dataclass
+class VersionTracker:
+    """The reward-model version the trainer last published (what Score must wait for)."""
+
+    version: int = 0
+
+
+class GenerationClient:
+    """GenerationRole over GenerationService.Generate (server streaming)."""
+
+    def __init__(self, run: ActiveRun, channel: grpc.Channel, config: ClientConfig) -> None:
+        self.run_name = run.metadata.name
+        self.stub = generation_pb2_grpc.GenerationServiceStub(channel)
+        self.caller = RetryingCaller("generation", config)
+
+    def generate(self, items: list[PromptItem], *, seed: int) -> list[PromptItem]:
+        request = generation_pb2.GenerateRequest(
+            run=common_pb2.RunRef(run=self.run_name),
+            prompts=[item_to_msg(it) for it in items],
+            seed=seed,
+        )
+
+        def do(timeout: float, md: tuple[tuple[str, str], ...]) -> list[PromptItem]:
+            stream: Iterable[generation_pb2.GenerateResponse] = self.stub.Generate(
+                request, timeout=timeout, metadata=md
+            )
+            return [item_from_msg(r.prompt, "prompt") for r in stream]
+
+        out = self.caller.call("Generate", do)
+        got = [it.prompt_id for it in out]
+        want = [it.prompt_id for it in items]
+        if got != want:
+            raise RuntimeError(f"generation service returned prompts {got}, expected {want}")
+        return out
+
+
+class RewardClient:
+    """RewardRole over RewardService.Score / Evaluate at the tracked model version."""
+
+    def __init__(
+        self,
+        run: ActiveRun,
+        channel: grpc.Channel,
+        config: ClientConfig,
+        tracker: VersionTracker,
+    ) -> None:
+        self.run_name = run.metadata.name
+        self.stub = reward_pb2_grpc.RewardServiceStub(channel)
+        self.caller = RetryingCaller("reward", config)
+        self.tracker = tracker
+
+    def score(self, items: list[PromptItem], mask: np.ndarray) -> RewardScores:
+        t0 = time.perf_counter()
+        request = reward_pb2.ScoreRequest(
+            run=common_pb2.RunRef(run=self.run_name),
+            prompts=[item_to_msg(it) for it in items],
+            min_model_version=self.tracker.version,
+            include_features=True,
+        )
+        est = self.caller.call(
+            "Score", lambda t, md: self.stub.Score(request, timeout=t, metadata=md)
+        )
+        arrays = estimate_arrays(est, "RewardEstimate")
+        mean, std, samples = arrays["mean"], arrays["std"], arrays["samples"]
+        assert mean is not None and std is not None
+        if mean.shape != mask.shape or samples is None:
+            raise RuntimeError(
+                f"reward service returned mean {mean.shape} (samples: {samples is not None}) "
+                f"for a batch of shape {mask.shape}"
+            )
+        return RewardScores(
+            mean=mean,
+            std=std,
+            samples=samples,
+            features=arrays["features"],
+            pref_mean=arrays["pref_mean"],
+            pref_var=arrays["pref_var"],
+            model_version=int(est.model_version),
+            timings={"reward_rpc_seconds": time.perf_counter() - t0},
+        )
+
+    def evaluate(self, items: list[PromptItem]) -> dict[str, float]:
+        if not items:
+            return {}
+        request = reward_pb2.EvaluateRequest(
+            run=common_pb2.RunRef(run=self.run_name),
+            prompts=[item_to_msg(it) for it in items],
+            min_model_version=self.tracker.version,
+        )
+        reply = self.caller.call(
+            "Evaluate", lambda t, md: self.stub.Evaluate(request, timeout=t, metadata=md)
+        )
+        return dict(reply.metrics)
+
+
+class AcquisitionClient:
+    """AcquisitionRole over AcquisitionService.Select."""
+
+    def __init__(self, run: ActiveRun, channel: grpc.Channel, config: ClientConfig) -> None:
+        self.run_name = run.metadata.name
+        self.stub = acquisition_pb2_grpc.AcquisitionServiceStub(channel)
+        self.caller = RetryingCaller("acquisition", config)
+
+    def select(
+        self, inputs: AcquisitionInput, *, method: str, params: dict[str, Any], seed: int
+    ) -> Selection:
+        request = select_request(self.run_name, inputs, method=method, params=params, seed=seed)
+        reply = self.caller.call(
+            "Select", lambda t, md: self.stub.Select(request, timeout=t, metadata=md)
+        )
+        info = json.loads(reply.info_json) if reply.info_json else {}
+        return selection_from_pairs(reply.pairs, info)
+
+
+def select_request(
+    run_name: str, inputs: AcquisitionInput, *, method: str, params: dict[str, Any], seed: int
+) -> acquisition_pb2.SelectRequest:
+    """The SelectRequest of an acquisition input (optional arrays left unset when None)."""
+    est = common_pb2.RewardEstimate(mean=to_tensor(inputs.mean), std=to_tensor(inputs.std))
+    for name in ("samples", "features", "pref_mean", "pref_var"):
+        arr = getattr(inputs, name)
+        if arr is not None:
+            getattr(est, name).CopyFrom(to_tensor(arr))
+    request = acquisition_pb2.SelectRequest(
+        run=common_pb2.RunRef(run=run_name),
+        method=method,
+        params_json=to_json(params),
+        seed=seed,
+        estimate=est,
+        mask=to_tensor(inputs.mask),
+    )
+    if inputs.judge_scores is not None:
+        request.judge_scores.CopyFrom(to_tensor(inputs.judge_scores))
+    if inputs.models is not None:
+        request.models.extend(str(m) for m in inputs.models.reshape(-1))
+    return request
+
+
+class JudgeClient:
+    """JudgeRole over JudgeService.Judge; ``name`` is the run's judge name (from the spec)."""
+
+    def __init__(
+        self, run: ActiveRun, channel: grpc.Channel, config: ClientConfig, name: str
+    ) -> None:
+        self.run_name = run.metadata.name
+        self.name = name
+        self.stub = judge_pb2_grpc.JudgeServiceStub(channel)
+        self.caller = RetryingCaller("judge", config)
+        self.new_calls = 0
+
+    def judge(self, requests: list[JudgeRequest]) -> list[Judgement]:
+        request = judge_pb2.JudgeRequest(
+            run=common_pb2.RunRef(run=self.run_name),
+            pairs=[judge_request_to_msg(r) for r in requests],
+        )
+        reply = self.caller.call(
+            "Judge", lambda t, md: self.stub.Judge(request, timeout=t, metadata=md)
+        )
+        self.new_calls += int(reply.new_calls)
+        return [judgement_from_msg(a) for a in reply.annotations]
+
+
+TRAINER_REF = "trainer_service.json"
+"""What the engine's checkpoint holds for a remote trainer: the version to Restore."""
+
+
+class TrainerClient:
+    """TrainerRole over TrainerService.Train / Restore.
+
+    The round index of a Train call is the model version before it (the engine trains once per
+    round, so version == rounds completed); it keys the service's idempotency record.
+    """
+
+    def __init__(
+        self,
+        run: ActiveRun,
+        channel: grpc.Channel,
+        config: ClientConfig,
+        tracker: VersionTracker,
+    ) -> None:
+        self.run_name = run.metadata.name
+        self.stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+        self.caller = RetryingCaller("trainer", config)
+        self.tracker = tracker
+
+    def train(
+        self, pairs: list[PreferencePair], *, n_done: int, n_total: int, seed: int
+    ) -> TrainResult:
+        round_index = self.tracker.version
+        request = trainer_pb2.TrainRequest(
+            run=common_pb2.RunRef(run=self.run_name, round=round_index),
+            pairs=[pair_to_msg(p) for p in pairs],
+            prompts_done=n_done,
+            prompts_total=n_total,
+            seed=seed,
+        )
+        reply = self.caller.call(
+            "Train", lambda t, md: self.stub.Train(request, timeout=t, metadata=md)
+        )
+        self.tracker.version = int(reply.model_version)
+        return TrainResult(int(reply.model_version), dict(reply.metrics))
+
+    def save_state(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / TRAINER_REF).write_text(
+            json.dumps({"run": self.run_name, "version": self.tracker.version}) + "\n"
+        )
+
+    def load_state(self, directory: Path) -> None:
+        ref = directory / TRAINER_REF
+        if not ref.exists():
+            raise RuntimeError(
+                f"{directory}: this checkpoint was written by an embedded run (no {TRAINER_REF}); "
+                "resume it without --connect"
+            )
+        version = int(json.loads(ref.read_text())["version"])
+        request = trainer_pb2.RestoreRequest(run=self.run_name, version=version)
+        self.caller.call(
+            "Restore", lambda t, md: self.stub.Restore(request, timeout=t, metadata=md)
+        )
+        self.tracker.version = version
+
+
+@dataclass
+class ConnectedRoles:
+    """The client roles of a run and their channels (close them when done)."""
+
+    roles: Roles
+    channels: list[grpc.Channel]
+    judge: JudgeClient
+
+    def close(self) -> None:
+        for ch in self.channels:
+            ch.close()
+
+
+def connect_roles(
+    run: ActiveRun, endpoints: dict[str, str], config: ClientConfig | None = None
+) -> ConnectedRoles:
+    """Client roles for the five services at ``endpoints`` (see :func:`parse_connect`)."""
+    from prefloop.rpc.judge_service import build_judge
+
+    config = config or ClientConfig()
+    channels = {role: open_channel(endpoints[role], config) for role in ROLE_NAMES}
+    tracker = VersionTracker()
+    judge = JudgeClient(run, channels["judge"], config, build_judge(run).name)
+    roles = Roles(
+        generation=GenerationClient(run, channels["generation"], config),
+        reward=RewardClient(run, channels["reward"], config, tracker),
+        acquisition=AcquisitionClient(run, channels["acquisition"], config),
+        judge=judge,
+        trainer=TrainerClient(run, channels["trainer"], config, tracker),
+    )
+    return ConnectedRoles(roles, list(channels.values()), judge)

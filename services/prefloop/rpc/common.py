@@ -1,0 +1,62 @@
+"""What every role service shares: the run it serves and the run check on each request.
+
+Every ``prefloop serve <role> RUN.yaml`` builds its role from the same ActiveRun manifest, so
+all services agree on seeds, models and the judge; a request for another run is a client error.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefloop.rpc.convert import RequestError
+from prefloop.rpc.metrics import ServiceMetrics
+from prefloop.spec import ActiveRun
+from prefloop.v1 import common_pb2
+
+
+@dataclass
+class ServiceContext:
+    """The run a service serves and where it keeps state.
+
+    Attributes:
+        run: the validated ActiveRun manifest.
+        manifest_dir: directory relative paths in the manifest resolve against.
+        state_dir: the service's own durable state (judge log, trainer versions, feature cache).
+        checkpoint_dir: shared directory where the trainer publishes reward-model versions.
+        metrics: the service's Prometheus metrics.
+    """
+
+    run: ActiveRun
+    manifest_dir: Path | None
+    state_dir: Path
+    checkpoint_dir: Path
+    metrics: ServiceMetrics
+
+    @property
+    def run_name(self) -> str:
+        return self.run.metadata.name
+
+    def check_run(self, ref: common_pb2.RunRef | str, field: str = "run") -> None:
+        """Reject a request for a run this service does not serve."""
+        name = ref if isinstance(ref, str) else ref.run
+        label = field if isinstance(ref, str) else f"{field}.run"
+        if name != self.run_name:
+            raise RequestError(f"{label}: this service serves run {self.run_name!r}, not {name!r}")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write-then-rename (fsynced): readers see the old file or the new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

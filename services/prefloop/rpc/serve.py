@@ -1,0 +1,66 @@
+"""``prefloop serve <role> RUN.yaml``: build one role's servicer from the manifest and run it.
+
+Every role is built from the same ActiveRun (seed, models, judge, head), so five processes
+started from one manifest agree with each other and with the embedded run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from prefloop.rpc.common import ServiceContext
+from prefloop.rpc.metrics import ServiceMetrics
+from prefloop.rpc.server import Registrar, ServerConfig, serve_forever
+from prefloop.spec import ActiveRun
+
+ROLES = ("generation", "reward", "acquisition", "judge", "trainer")
+
+
+def build_registrar(role: str, ctx: ServiceContext) -> Registrar:
+    """The servicer of ``role`` for the run in ``ctx``, as a server registrar."""
+    if role == "acquisition":
+        from prefloop.rpc import acquisition_service
+
+        return acquisition_service.register(acquisition_service.AcquisitionServicer(ctx.metrics))
+    if role == "judge":
+        from prefloop.rpc import judge_service
+
+        return judge_service.register(judge_service.JudgeServicer(ctx))
+    if role == "generation":
+        from prefloop.rpc import generation_service
+
+        return generation_service.register(generation_service.GenerationServicer(ctx))
+    if role == "reward":
+        from prefloop.rpc import reward_service
+
+        return reward_service.register(reward_service.RewardServicer(ctx))
+    if role == "trainer":
+        from prefloop.rpc import trainer_service
+
+        return trainer_service.register(trainer_service.TrainerServicer(ctx))
+    raise ValueError(f"unknown role {role!r}; choose one of: {', '.join(ROLES)}")
+
+
+def serve_role(
+    role: str,
+    run: ActiveRun,
+    config: ServerConfig,
+    *,
+    manifest_dir: Path | None,
+    state_dir: Path,
+    checkpoint_dir: Path,
+) -> None:
+    """Build the role and serve until SIGTERM (graceful) or SIGINT."""
+    metrics = ServiceMetrics()
+    ctx = ServiceContext(run, manifest_dir, state_dir, checkpoint_dir, metrics)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    registrar = build_registrar(role, ctx)
+
+    def ready(port: int) -> None:
+        print(f"prefloop serve {role}: run {run.metadata.name} on port {port}", file=sys.stderr)
+        sys.stderr.flush()
+
+    asyncio.run(serve_forever(config, [registrar], metrics, on_ready=ready))

@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of protos/prefloop/v1 (``python -m prefloop.rpc.codegen``)."""

@@ -1,0 +1,37 @@
+"""Fixtures of the rpc tests: one embedded run of the shrunk quickstart warms a shared feature
+cache (so services only read it: the cache allows one writer per directory) and gives the
+reference dataset every service-mode run must reproduce."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from rpc_helpers import QUICKSTART, shrunk_run
+
+from prefloop.engine.runner import execute
+
+
+@dataclass(frozen=True)
+class Reference:
+    cache_dir: Path
+    dataset: str
+    rows: int
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    base = tmp_path_factory.mktemp("rpc-reference")
+    cache = base / "features"
+    run = shrunk_run(cache)
+    out = base / "embedded"
+    with open(os.devnull, "w") as sink:
+        result = execute(
+            run, manifest_dir=QUICKSTART.parent, output=str(out), console=Console(file=sink)
+        )
+    text = (out / "dataset.jsonl").read_text()
+    return Reference(cache, text, len(result.rows))

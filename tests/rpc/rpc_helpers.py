@@ -1,0 +1,147 @@
+"""Shared helpers of the rpc tests: the shrunk quickstart, free ports, in-process servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from prefloop.rpc.common import ServiceContext
+from prefloop.rpc.metrics import ServiceMetrics
+from prefloop.rpc.server import Registrar, RunningServer, ServerConfig, start_server
+from prefloop.spec import ActiveRun, load_activerun
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "examples" / "quickstart.yaml"
+SHRINK = [
+    "spec.prompts.limit=24",
+    "spec.batchSize=4",
+    "spec.rewardModel.embedder.maxLengthTokens=64",
+    "spec.rewardModel.head.numHeads=4",
+]
+T = TypeVar("T")
+
+
+def overrides(cache_dir: Path) -> list[str]:
+    """The shrunk quickstart with a shared feature cache."""
+    return [*SHRINK, f"spec.rewardModel.embedder.cacheDir={cache_dir}"]
+
+
+def shrunk_run(cache_dir: Path) -> ActiveRun:
+    return load_activerun(QUICKSTART, overrides(cache_dir))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LoopThread:
+    """An asyncio loop in a daemon thread, so sync gRPC clients can call aio servers."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+class InProcessServer:
+    """A real grpc.aio server on loopback, with its own metrics."""
+
+    def __init__(
+        self, registrars: list[Registrar], metrics: ServiceMetrics, config: ServerConfig
+    ) -> None:
+        self.loop = LoopThread()
+        self.running: RunningServer = self.loop.run(start_server(config, registrars, metrics))
+        self.port = self.running.port
+        self.address = f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.loop.run(self.running.stop())
+        self.loop.close()
+
+
+def context(run: ActiveRun, tmp: Path, metrics: ServiceMetrics | None = None) -> ServiceContext:
+    return ServiceContext(
+        run, QUICKSTART.parent, tmp / "state", tmp / "ckpt", metrics or ServiceMetrics()
+    )
+
+
+def wait_serving(address: str, timeout: float = 90.0) -> None:
+    """Block until the server's health check says SERVING."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        while True:
+            try:
+                r = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if r.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{address} not serving after {timeout}s")
+            time.sleep(0.1)
+
+
+class ServiceProcess:
+    """``prefloop serve <role>`` as a subprocess on a fixed port (restartable)."""
+
+    def __init__(self, role: str, port: int, cache_dir: Path, base: Path) -> None:
+        self.role = role
+        self.port = port
+        self.cache_dir = cache_dir
+        self.base = base
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        cmd = [
+            sys.executable, "-m", "prefloop.cli", "serve", self.role, str(QUICKSTART),
+            "--port", str(self.port),
+            "--state-dir", str(self.base / "state" / self.role),
+            "--checkpoint-dir", str(self.base / "ckpt"),
+            "--grace", "5",
+        ]  # fmt: skip
+        for o in overrides(self.cache_dir):
+            cmd += ["--set", o]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        log = (self.base / f"{self.role}-{self.starts}.log").open("wb")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.starts += 1
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
