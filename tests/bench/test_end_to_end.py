@@ -102,3 +102,33 @@ def test_methods_and_delta_qwen_ranking() -> None:
     ranking = model_ranking(items)
     assert len(ranking) == len({r.model for it in items for r in it.responses})
     assert ranking == model_ranking(list(reversed(items)))
+
+
+@pytest.mark.parametrize(
+    ("source", "methods"),
+    [
+        ("data/alpacaeval/sample100.jsonl", "bgpm_mv,delta_qwen"),
+        ("data/hh_rlhf/harmless_dev.jsonl", "random,ae_dpo"),
+    ],
+)
+def test_label_efficiency_on_special_methods_and_pair_pools(
+    source: str, methods: str, tmp_path: Path
+) -> None:
+    """Rules that need a BGPM head or a model ranking, and an offline pair pool, end to end."""
+    lines = (REPO / source).read_text().splitlines()[:24]
+    data = tmp_path / "tiny.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "report"
+    status = main(
+        [
+            "bench", "label-efficiency", "--data", str(data), "--methods", methods,
+            "--seeds", "1", "--budget", "12", "--batch-size", "6", "--max-length-tokens", "32",
+            "--num-heads", "4", "--epochs-per-round", "2", "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert status == 0
+    points = _rows(out / "points.csv")
+    assert {p["method"] for p in points} == set(methods.split(","))
+    for p in points:
+        assert 0.0 <= float(p["heldout_accuracy"]) <= 1.0
+        assert int(p["annotations"]) <= 12
