@@ -2,8 +2,9 @@
 
 - ``prefloop run RUN.yaml [--resume] [--output DIR] [--set spec.seed=3 ...]`` runs an ActiveRun
   embedded (all roles in one process, no server, no GPU, no network); with
-  ``--connect generation=h:p,reward=h:p,acquisition=h:p,judge=h:p,trainer=h:p`` the same round
-  engine drives five role services over gRPC instead.
+  ``--connect generation=h:p,reward=h:p,acquisition=h:p,judge=h:p,trainer=h:p[,kafka=h:p]`` the
+  same round engine drives five role services over gRPC instead (with kafka, through the run's
+  Kafka topics too).
 - ``prefloop serve ROLE RUN.yaml --port P --metrics-port M`` runs one role as a gRPC service
   (generation, reward, acquisition, judge or trainer), built from the same manifest.
 - ``prefloop validate RUN.yaml`` checks a manifest and prints it with every default filled in.
@@ -48,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
         "--connect",
         metavar="ROLE=HOST:PORT,...",
         help="drive role services over gRPC: generation=h:p,reward=h:p,acquisition=h:p,"
-        "judge=h:p,trainer=h:p",
+        "judge=h:p,trainer=h:p[,kafka=h:p] (kafka: publish the run's records to its topics; "
+        "the trainer then reads the labelled pairs from Kafka)",
     )
     run.add_argument("--tls-ca", type=Path, help="with --connect: CA / self-signed cert to trust")
     run.add_argument("--tls-server-name", help="with --connect: name to check in the certificate")
@@ -72,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--tls-cert", type=Path, help="PEM certificate (with --tls-key)")
     srv.add_argument("--tls-key", type=Path, help="PEM private key (with --tls-cert)")
     srv.add_argument("--auth-token-file", type=Path, help="require this bearer token")
+    srv.add_argument(
+        "--kafka",
+        metavar="HOST:PORT",
+        help="the run's data plane: the judge publishes verdicts, the trainer reads pairs and "
+        "announces checkpoints, the reward service follows checkpoints (use with kafka= in "
+        "prefloop run --connect)",
+    )
     srv.add_argument("--max-message-mb", type=float, default=64.0, help="largest message (MiB)")
     srv.add_argument(
         "--grace", type=float, default=30.0, help="seconds in-flight calls get on SIGTERM"
@@ -165,6 +174,7 @@ def _run(args: argparse.Namespace) -> int:
             output=args.output,
             resume=args.resume,
             roles=connected.roles,
+            publisher=connected.publisher,
         )
     finally:
         connected.close()
@@ -195,6 +205,7 @@ def _serve(args: argparse.Namespace) -> int:
         manifest_dir=args.manifest.resolve().parent,
         state_dir=args.state_dir or base / args.role,
         checkpoint_dir=args.checkpoint_dir or base / "checkpoints",
+        kafka=args.kafka,
     )
     return 0
 

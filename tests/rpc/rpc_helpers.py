@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from rich.console import Console
 
+from prefloop.data.records import PromptItem, Response
+from prefloop.engine.runner import execute
+from prefloop.rpc.clients import ROLE_NAMES, ClientConfig, ConnectedRoles, connect_roles
 from prefloop.rpc.common import ServiceContext
 from prefloop.rpc.metrics import ServiceMetrics
 from prefloop.rpc.server import Registrar, RunningServer, ServerConfig, start_server
@@ -105,11 +112,14 @@ def wait_serving(address: str, timeout: float = 90.0) -> None:
 class ServiceProcess:
     """``prefloop serve <role>`` as a subprocess on a fixed port (restartable)."""
 
-    def __init__(self, role: str, port: int, cache_dir: Path, base: Path) -> None:
+    def __init__(
+        self, role: str, port: int, cache_dir: Path, base: Path, kafka: str | None = None
+    ) -> None:
         self.role = role
         self.port = port
         self.cache_dir = cache_dir
         self.base = base
+        self.kafka = kafka
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -127,6 +137,8 @@ class ServiceProcess:
         ]  # fmt: skip
         for o in overrides(self.cache_dir):
             cmd += ["--set", o]
+        if self.kafka:
+            cmd += ["--kafka", self.kafka]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         log = (self.base / f"{self.role}-{self.starts}.log").open("wb")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -145,3 +157,93 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+@contextlib.contextmanager
+def started_services(
+    cache_dir: Path, base: Path, kafka: str | None = None
+) -> Iterator[dict[str, ServiceProcess]]:
+    """The five ``prefloop serve`` subprocesses, serving; terminated on exit."""
+    procs = {r: ServiceProcess(r, free_port(), cache_dir, base, kafka) for r in ROLE_NAMES}
+    try:
+        for p in procs.values():
+            p.start()
+        for p in procs.values():
+            wait_serving(p.address)
+        yield procs
+    finally:
+        for p in procs.values():
+            p.terminate()
+
+
+def run_connected(
+    procs: dict[str, ServiceProcess],
+    cache_dir: Path,
+    out: Path,
+    wrap: Callable[[Any], None] | None = None,
+    kafka: str | None = None,
+) -> ConnectedRoles:
+    """The shrunk quickstart driven through the services (and the data plane, with ``kafka``)."""
+    run = shrunk_run(cache_dir)
+    endpoints = {r: p.address for r, p in procs.items()}
+    if kafka:
+        endpoints["kafka"] = kafka
+    connected = connect_roles(
+        run, endpoints, ClientConfig(backoff_initial=0.2, backoff_max=2.0, max_attempts=60)
+    )
+    if wrap is not None:
+        wrap(connected.roles)
+    try:
+        with open(os.devnull, "w") as sink:
+            execute(
+                run,
+                manifest_dir=QUICKSTART.parent,
+                output=str(out),
+                roles=connected.roles,
+                console=Console(file=sink),
+                publisher=connected.publisher,
+            )
+    finally:
+        connected.close()
+    return connected
+
+
+def judge_log_lines(base: Path) -> list[dict[str, Any]]:
+    """The judge service's verdict log (one line per pair it ever judged)."""
+    path = base / "state" / "judge" / "judge-quickstart.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class KillOnCall:
+    """Wraps a role method: before call number ``at`` it SIGKILLs the service and restarts it,
+    so that call meets a dead server and must be retried against the restarted one."""
+
+    def __init__(self, role: Any, method: str, proc: ServiceProcess, at: int) -> None:
+        self.inner = getattr(role, method)
+        self.proc = proc
+        self.at = at
+        self.calls = 0
+        setattr(role, method, self)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == self.at:
+            self.proc.kill()
+            self.proc.start()
+        return self.inner(*args, **kwargs)
+
+
+def item(pid: str = "p1", n: int = 3) -> PromptItem:
+    return PromptItem(
+        pid, "What is 2+2?", tuple(Response(f"m{i}", f"answer {i}", 0.1 * i) for i in range(n))
+    )
+
+
+def expect(code: grpc.StatusCode, words: list[str], fn: Any, *args: Any) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        r = fn(*args, timeout=30)
+        if hasattr(r, "__iter__") and not hasattr(r, "ListFields"):
+            list(r)
+    assert err.value.code() == code, err.value.details()
+    for w in words:
+        assert w in err.value.details(), err.value.details()

@@ -19,7 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rpc_helpers import InProcessServer, context, free_port, shrunk_run
+from rpc_helpers import InProcessServer, context, expect, free_port, item, shrunk_run
 
 from prefloop.acquisition import AcquisitionInput
 from prefloop.acquisition.registry import rule_names
@@ -84,12 +84,6 @@ def channel(server: Any) -> Iterator[grpc.Channel]:
         yield ch
 
 
-def item(pid: str = "p1", n: int = 3) -> PromptItem:
-    return PromptItem(
-        pid, "What is 2+2?", tuple(Response(f"m{i}", f"answer {i}", 0.1 * i) for i in range(n))
-    )
-
-
 def acq_input(p: int = 4, n: int = 5, seed: int = 0) -> AcquisitionInput:
     rng = np.random.default_rng(seed)
     return AcquisitionInput(
@@ -98,16 +92,6 @@ def acq_input(p: int = 4, n: int = 5, seed: int = 0) -> AcquisitionInput:
         mask=np.ones((p, n), bool),
         samples=rng.normal(size=(p, n, 4)),
     )
-
-
-def expect(code: grpc.StatusCode, words: list[str], fn: Any, *args: Any) -> None:
-    with pytest.raises(grpc.RpcError) as err:
-        r = fn(*args, timeout=30)
-        if hasattr(r, "__iter__") and not hasattr(r, "ListFields"):
-            list(r)
-    assert err.value.code() == code, err.value.details()
-    for w in words:
-        assert w in err.value.details(), err.value.details()
 
 
 # -- acquisition ----

@@ -13,7 +13,9 @@ Kind (key; one record per): value fields.
 - scores (prompt id; prompt): ``round, prompt_id, model_version, mean[], std[]``;
 - selections (prompt id; selected pair): ``round, prompt_id, first, second, score,
   pseudo_label, method, pair_id``;
-- annotations (prompt id; dataset row): ``round, order, row`` (``PreferencePair.to_row``);
+- annotations (prompt id; dataset row): ``round, order, row`` (``PreferencePair.to_row``), and
+  ``pair`` (``prompt_raw, chosen_index, rejected_index, extra``: what the row flattens and the
+  trainer needs) when published from a :class:`PreferencePair`;
 - judgements (prompt id; judged pair): ``round, pair_id, prompt_id, winner, probability_a, ...``;
 - checkpoints (run; model version): ``version, uri, state_b64, state_sha256, state_size``.
 """
@@ -27,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from prefloop.data.records import PromptItem, Response
+from prefloop.data.records import PreferencePair, PromptItem, Response
 from prefloop.judge.base import Judgement, JudgeRequest
 
 
@@ -133,9 +135,66 @@ def selection_value(
 
 
 # -- annotations ------------------------------------------------------------------------------
-def annotation_value(round: int, order: int, row: dict[str, Any]) -> dict[str, Any]:
-    """One dataset row with its position: ``(round, order)`` sorts the dataset as written."""
-    return {"round": round, "order": order, "row": row}
+def annotation_value(
+    round: int, order: int, row: dict[str, Any], pair: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One dataset row with its position: ``(round, order)`` sorts the dataset as written.
+
+    ``pair`` (from :func:`pair_training_fields`) adds what a trainer needs beyond the row.
+    """
+    value = {"round": round, "order": order, "row": row}
+    if pair is not None:
+        value["pair"] = pair
+    return value
+
+
+def pair_training_fields(pair: PreferencePair) -> dict[str, Any]:
+    """What ``PreferencePair.to_row`` flattens away: the raw prompt, response indices, extras.
+
+    Why: the trainer embeds the prompt as it was given (text or chat), so a pair rebuilt from a
+    row alone would get other features than the embedded run's.
+    """
+    raw: Any = pair.prompt if isinstance(pair.prompt, str) else [dict(m) for m in pair.prompt]
+    return {
+        "prompt_raw": raw,
+        "chosen_index": pair.chosen_index,
+        "rejected_index": pair.rejected_index,
+        "extra": dict(pair.extra),
+    }
+
+
+def pair_from_row(row: dict[str, Any], fields: dict[str, Any], where: str) -> PreferencePair:
+    """The :class:`PreferencePair` of a dataset row plus its :func:`pair_training_fields`.
+
+    Why: the gRPC ``LabelledPair`` and the annotations topic carry the same two parts; one
+    decoder keeps both transports producing identical pairs. Raises :class:`PayloadError`
+    naming ``where`` and the entry at fault.
+    """
+    try:
+        raw = fields["prompt_raw"]
+        prompt: str | tuple[dict[str, str], ...] = raw if isinstance(raw, str) else tuple(raw)
+        return PreferencePair(
+            pair_id=str(row["pair_id"]),
+            run=str(row["run"]),
+            round=int(row["round"]),
+            prompt_id=str(row["prompt_id"]),
+            prompt=prompt,
+            chosen=Response(row["chosen_model"], row["chosen"][0]["content"], row["chosen_score"]),
+            rejected=Response(
+                row["rejected_model"], row["rejected"][0]["content"], row["rejected_score"]
+            ),
+            chosen_index=int(fields["chosen_index"]),
+            rejected_index=int(fields["rejected_index"]),
+            acquisition=row["acquisition"],
+            judge=row["judge"],
+            probability_chosen=float(row["probability_chosen"]),
+            tie=bool(row["tie"]),
+            label_source=row["label_source"],
+            rationale=row.get("rationale"),
+            extra=dict(fields.get("extra") or {}),
+        )
+    except (KeyError, IndexError, TypeError, ValueError) as e:
+        raise PayloadError(f"{where}: missing or malformed entry {e}") from None
 
 
 @dataclass(frozen=True)
@@ -145,22 +204,36 @@ class Annotation:
     round: int
     order: int
     row: dict[str, Any]
+    pair: dict[str, Any] | None = None
 
     @property
     def pair_id(self) -> str:
         return str(self.row["pair_id"])
 
+    def labelled_pair(self) -> PreferencePair:
+        """The full :class:`PreferencePair` (needs the record's ``pair`` fields)."""
+        if self.pair is None:
+            raise PayloadError(
+                f"annotations record {self.pair_id}: no 'pair' fields; it was published as a "
+                "bare row and cannot be trained on"
+            )
+        return pair_from_row(self.row, self.pair, f"annotations record {self.pair_id}")
+
 
 def annotation_from_value(value: dict[str, Any]) -> Annotation:
-    """The round, order and dataset row of an annotations record."""
+    """The round, order, dataset row (and training fields, if any) of an annotations record."""
     row = _field(value, "row", "annotations", dict)
     for name in ("pair_id", "prompt_id"):
         if not isinstance(row.get(name), str):
             raise PayloadError(f"annotations record: row.{name} must be a string")
+    pair = value.get("pair")
+    if pair is not None and not isinstance(pair, dict):
+        raise PayloadError("annotations record: field 'pair' must be an object")
     return Annotation(
         round=_field(value, "round", "annotations", int),
         order=_field(value, "order", "annotations", int),
         row=row,
+        pair=pair,
     )
 
 

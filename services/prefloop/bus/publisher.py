@@ -21,10 +21,11 @@ from prefloop.bus.payloads import (
     checkpoint_value,
     completion_value,
     judgement_value,
+    pair_training_fields,
     score_value,
     selection_value,
 )
-from prefloop.data.records import PromptItem
+from prefloop.data.records import PreferencePair, PromptItem
 from prefloop.judge.base import Judgement, JudgeRequest
 
 
@@ -180,6 +181,31 @@ class RunPublisher:
                 )
             records.append(
                 Record(prompt_id, pair_id, annotation_value(round, first_order + i, dict(row)))
+            )
+        return self._publish("annotations", records)
+
+    def labelled_pairs(self, round: int, pairs: Sequence[PreferencePair]) -> int:
+        """A round's labelled pairs as annotations a trainer can train on (row + ``pair``).
+
+        Why: the trainer service consumes the round's pairs from the annotations topic instead
+        of the Train request; ``PreferencePair.to_row`` alone loses the raw prompt and indices
+        its features depend on. Pseudo-labelled pairs are published too (the trainer needs
+        them); ``rebuild_dataset`` leaves them out unless asked.
+        """
+        self._check_round(round)
+        records = []
+        for i, pair in enumerate(pairs):
+            if pair.round != round:
+                raise ValueError(
+                    f"labelled_pairs: pairs[{i}] ({pair.pair_id}) is from round {pair.round}, "
+                    f"published as round {round}"
+                )
+            records.append(
+                Record(
+                    pair.prompt_id,
+                    pair.pair_id,
+                    annotation_value(round, i, pair.to_row(), pair_training_fields(pair)),
+                )
             )
         return self._publish("annotations", records)
 

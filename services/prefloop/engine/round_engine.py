@@ -10,6 +10,11 @@ One round over a batch of prompts:
 
 then held-out evaluation, metrics, and an atomic checkpoint. The engine talks to the roles only
 through ``roles.py``, so the same code drives local objects or gRPC clients.
+
+With a :class:`~prefloop.bus.publisher.RunPublisher` (service mode with ``kafka=``), each step's
+output also goes to the run's topics: completions, scores, selections, and the labelled pairs on
+the annotations topic *before* the trainer is called (the trainer service consumes them from
+there). The embedded default publishes nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from prefloop.acquisition import AcquisitionInput, Selection, get_rule
+from prefloop.bus.publisher import RunPublisher
 from prefloop.data.records import PreferencePair, PromptItem, Response, ScoredBatch, stable_id
 from prefloop.engine.checkpoint import RunState, derive_seed, load_checkpoint, save_checkpoint
 from prefloop.engine.roles import (
@@ -99,6 +105,7 @@ class RoundEngine:
         heldout: list[PromptItem],
         on_round: Callable[[dict[str, Any]], None] | None = None,
         save_trainer: Callable[[Path], None] | None = None,
+        publisher: RunPublisher | None = None,
     ) -> None:
         self.run = run
         self.roles = roles
@@ -108,6 +115,7 @@ class RoundEngine:
         self.on_round = on_round
         self._save_trainer = save_trainer or roles.trainer.save_state
         self.rule = get_rule(run.spec.acquisition.method)
+        self.publisher = publisher
 
     # -- budget -------------------------------------------------------------------------------
     @property
@@ -176,6 +184,14 @@ class RoundEngine:
         batch = ScoredBatch.from_items(items)
         scores = self.roles.reward.score(list(items), batch.mask)
         timings["reward"] = time.perf_counter() - t
+        prompt_ids = [it.prompt_id for it in items]
+        if self.publisher is not None:
+            t = time.perf_counter()
+            self.publisher.completions(r, items)
+            self.publisher.scores(
+                r, prompt_ids, scores.mean, scores.std, model_version=scores.model_version
+            )
+            timings["publish"] = time.perf_counter() - t
 
         t = time.perf_counter()
         inputs = AcquisitionInput(
@@ -207,6 +223,17 @@ class RoundEngine:
         t = time.perf_counter()
         pairs = self._label(state, items, sel)
         timings["judge"] = time.perf_counter() - t
+        if self.publisher is not None:
+            t = time.perf_counter()
+            self.publisher.selections(
+                r,
+                prompt_ids,
+                sel,
+                method=spec.acquisition.method,
+                pair_ids=_selection_pair_ids(self.run.metadata.name, items, sel),
+            )
+            self.publisher.labelled_pairs(r, pairs)
+            timings["publish"] += time.perf_counter() - t
 
         t = time.perf_counter()
         n_done = min(len(self.pool), state.prompt_offset + len(batch_items))
@@ -359,6 +386,16 @@ class RoundEngine:
             {f"train_{k}" if not k.startswith("train") else k: v for k, v in train_metrics.items()}
         )
         return m
+
+
+def _selection_pair_ids(run_name: str, items: list[PromptItem], sel: Selection) -> list[str]:
+    """The pair id of every selected pair, in selection order (for the selections topic)."""
+    out = []
+    for m in range(sel.size):
+        item = items[int(sel.prompt_index[m])]
+        first, second = item.responses[int(sel.first[m])], item.responses[int(sel.second[m])]
+        out.append(pair_id(run_name, item, first, second))
+    return out
 
 
 def _models_array(items: list[PromptItem], mask: np.ndarray) -> np.ndarray:

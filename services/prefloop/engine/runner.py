@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from prefloop.bus.publisher import RunPublisher
 from prefloop.data.readers import load_prompt_items
 from prefloop.data.writers import write_dataset
 from prefloop.engine.build import build_embedded_roles, check_pool
@@ -47,8 +48,12 @@ def execute(
     resume: bool = False,
     roles: Roles | None = None,
     console: Console | None = None,
+    publisher: RunPublisher | None = None,
 ) -> RunResult:
-    """Run to completion and write every output file; ``roles`` defaults to embedded ones."""
+    """Run to completion and write every output file; ``roles`` defaults to embedded ones.
+
+    ``publisher`` (service mode with Kafka) also sends each round's records to the run's topics.
+    """
     console = console or Console(stderr=True)
     run_dir = run_dir_for(run, output)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +90,9 @@ def execute(
                 f"gap {m['mean_score_gap']:.3f}, {m['round_seconds']:.1f}s"
             )
 
-        engine = RoundEngine(run, roles, run_dir, pool, heldout, on_round=on_round)
+        engine = RoundEngine(
+            run, roles, run_dir, pool, heldout, on_round=on_round, publisher=publisher
+        )
         result = engine.run_rounds(resume=resume)
         if resume:
             progress.update(task, completed=result.state.round)

@@ -9,6 +9,10 @@ pair from its log, and the trainer returns the recorded version of a round it al
 
 The reward and trainer clients share a :class:`VersionTracker`: after round r trains version
 v, the next Score asks the reward service for ``min_model_version = v``.
+
+With ``kafka=HOST:PORT`` in ``--connect`` the engine publishes each round's records to the run's
+topics (:class:`~prefloop.bus.publisher.RunPublisher`) and the trainer client sends only the
+round's pair ids: the trainer service reads the pairs from the annotations topic.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import grpc
 import numpy as np
 
 from prefloop.acquisition.base import AcquisitionInput, Selection
+from prefloop.bus.publisher import RunPublisher
 from prefloop.data.records import PreferencePair, PromptItem
 from prefloop.engine.roles import RewardScores, TrainResult
 from prefloop.engine.round_engine import Roles
@@ -67,17 +72,26 @@ class ConnectError(ValueError):
     """A ``--connect`` value is malformed or misses a role."""
 
 
+KAFKA = "kafka"
+"""The ``--connect`` key of the data plane's bootstrap server(s) (optional)."""
+
+
 def parse_connect(text: str) -> dict[str, str]:
-    """``generation=h:p,reward=h:p,...`` -> {role: address}; all five roles are required."""
+    """``generation=h:p,reward=h:p,...[,kafka=h:p]`` -> {role: address}.
+
+    All five roles are required; ``kafka`` is optional (without it, pairs travel inline).
+    """
     out: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         role, sep, address = part.partition("=")
         if not sep or not address or ":" not in address:
             raise ConnectError(f"--connect: {part!r} is not role=host:port")
-        if role == "kafka":
-            raise ConnectError("--connect: kafka= is not supported by this build yet")
-        if role not in ROLE_NAMES:
-            raise ConnectError(f"--connect: unknown role {role!r}; roles: {', '.join(ROLE_NAMES)}")
+        if role not in (*ROLE_NAMES, KAFKA):
+            raise ConnectError(
+                f"--connect: unknown role {role!r}; roles: {', '.join(ROLE_NAMES)} (and kafka)"
+            )
+        if role in out:
+            raise ConnectError(f"--connect: {role} is given twice")
         out[role] = address
     missing = [r for r in ROLE_NAMES if r not in out]
     if missing:
@@ -309,17 +323,23 @@ class JudgeClient:
     """JudgeRole over JudgeService.Judge; ``name`` is the run's judge name (from the spec)."""
 
     def __init__(
-        self, run: ActiveRun, channel: grpc.Channel, config: ClientConfig, name: str
+        self,
+        run: ActiveRun,
+        channel: grpc.Channel,
+        config: ClientConfig,
+        name: str,
+        tracker: VersionTracker | None = None,
     ) -> None:
         self.run_name = run.metadata.name
         self.name = name
         self.stub = judge_pb2_grpc.JudgeServiceStub(channel)
         self.caller = RetryingCaller("judge", config)
+        self.tracker = tracker or VersionTracker()
         self.new_calls = 0
 
     def judge(self, requests: list[JudgeRequest]) -> list[Judgement]:
         request = judge_pb2.JudgeRequest(
-            run=common_pb2.RunRef(run=self.run_name),
+            run=common_pb2.RunRef(run=self.run_name, round=self.tracker.version),
             pairs=[judge_request_to_msg(r) for r in requests],
         )
         reply = self.caller.call(
@@ -337,7 +357,9 @@ class TrainerClient:
     """TrainerRole over TrainerService.Train / Restore.
 
     The round index of a Train call is the model version before it (the engine trains once per
-    round, so version == rounds completed); it keys the service's idempotency record.
+    round, so version == rounds completed); it keys the service's idempotency record. With
+    ``pairs_by_id`` the request names the pairs by id only (the engine has published them to
+    the annotations topic, which the trainer service consumes).
     """
 
     def __init__(
@@ -346,11 +368,13 @@ class TrainerClient:
         channel: grpc.Channel,
         config: ClientConfig,
         tracker: VersionTracker,
+        pairs_by_id: bool = False,
     ) -> None:
         self.run_name = run.metadata.name
         self.stub = trainer_pb2_grpc.TrainerServiceStub(channel)
         self.caller = RetryingCaller("trainer", config)
         self.tracker = tracker
+        self.pairs_by_id = pairs_by_id
 
     def train(
         self, pairs: list[PreferencePair], *, n_done: int, n_total: int, seed: int
@@ -358,11 +382,14 @@ class TrainerClient:
         round_index = self.tracker.version
         request = trainer_pb2.TrainRequest(
             run=common_pb2.RunRef(run=self.run_name, round=round_index),
-            pairs=[pair_to_msg(p) for p in pairs],
             prompts_done=n_done,
             prompts_total=n_total,
             seed=seed,
         )
+        if self.pairs_by_id:
+            request.pair_ids.extend(p.pair_id for p in pairs)
+        else:
+            request.pairs.extend(pair_to_msg(p) for p in pairs)
         reply = self.caller.call(
             "Train", lambda t, md: self.stub.Train(request, timeout=t, metadata=md)
         )
@@ -392,32 +419,49 @@ class TrainerClient:
 
 @dataclass
 class ConnectedRoles:
-    """The client roles of a run and their channels (close them when done)."""
+    """The client roles of a run, their channels and the run's publisher (close when done)."""
 
     roles: Roles
     channels: list[grpc.Channel]
     judge: JudgeClient
+    publisher: RunPublisher | None = None
 
     def close(self) -> None:
         for ch in self.channels:
             ch.close()
+        if self.publisher is not None:
+            self.publisher.bus.close()
 
 
 def connect_roles(
     run: ActiveRun, endpoints: dict[str, str], config: ClientConfig | None = None
 ) -> ConnectedRoles:
-    """Client roles for the five services at ``endpoints`` (see :func:`parse_connect`)."""
+    """Client roles for the five services at ``endpoints`` (see :func:`parse_connect`).
+
+    With a ``kafka`` endpoint the run's topics are created up front (so services can follow
+    them before the first round) and the result carries the engine's publisher.
+    """
     from prefloop.rpc.judge_service import build_judge
 
     config = config or ClientConfig()
+    publisher = None
+    if KAFKA in endpoints:
+        from prefloop.bus.kafka_bus import KafkaBus
+
+        publisher = RunPublisher(
+            KafkaBus(endpoints[KAFKA], client_id="prefloop-engine"), run.metadata.name
+        )
+        publisher.ensure_topics()
     channels = {role: open_channel(endpoints[role], config) for role in ROLE_NAMES}
     tracker = VersionTracker()
-    judge = JudgeClient(run, channels["judge"], config, build_judge(run).name)
+    judge = JudgeClient(run, channels["judge"], config, build_judge(run).name, tracker)
     roles = Roles(
         generation=GenerationClient(run, channels["generation"], config),
         reward=RewardClient(run, channels["reward"], config, tracker),
         acquisition=AcquisitionClient(run, channels["acquisition"], config),
         judge=judge,
-        trainer=TrainerClient(run, channels["trainer"], config, tracker),
+        trainer=TrainerClient(
+            run, channels["trainer"], config, tracker, pairs_by_id=publisher is not None
+        ),
     )
-    return ConnectedRoles(roles, list(channels.values()), judge)
+    return ConnectedRoles(roles, list(channels.values()), judge, publisher)

@@ -11,6 +11,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from prefloop.bus.base import Bus
+from prefloop.bus.publisher import RunPublisher
 from prefloop.rpc.convert import RequestError
 from prefloop.rpc.metrics import ServiceMetrics
 from prefloop.spec import ActiveRun
@@ -27,6 +29,8 @@ class ServiceContext:
         state_dir: the service's own durable state (judge log, trainer versions, feature cache).
         checkpoint_dir: shared directory where the trainer publishes reward-model versions.
         metrics: the service's Prometheus metrics.
+        bus: the run's data plane (``--kafka``), or None: the judge then publishes no
+            verdicts, the trainer takes pairs inline, the reward service scans checkpoint_dir.
     """
 
     run: ActiveRun
@@ -34,10 +38,15 @@ class ServiceContext:
     state_dir: Path
     checkpoint_dir: Path
     metrics: ServiceMetrics
+    bus: Bus | None = None
 
     @property
     def run_name(self) -> str:
         return self.run.metadata.name
+
+    def publisher(self) -> RunPublisher | None:
+        """A publisher to this run's topics when the service has a bus."""
+        return None if self.bus is None else RunPublisher(self.bus, self.run_name)
 
     def check_run(self, ref: common_pb2.RunRef | str, field: str = "run") -> None:
         """Reject a request for a run this service does not serve."""

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from prefloop.acquisition.base import Selection
+from prefloop.bus.payloads import PayloadError, pair_from_row, pair_training_fields
 from prefloop.data.records import PreferencePair, PromptItem, Response
 from prefloop.engine.roles import RewardScores
 from prefloop.judge.base import Judgement, JudgeRequest
@@ -211,13 +212,7 @@ def judgement_from_dict(d: dict[str, Any]) -> Judgement:
 # -- labelled pairs ----
 def pair_to_msg(pair: PreferencePair) -> common_pb2.LabelledPair:
     """A labelled pair: the TRL row plus what the row flattens (raw prompt, indices, scores)."""
-    payload = {
-        "row": pair.to_row(),
-        "prompt_raw": pair.prompt if isinstance(pair.prompt, str) else list(pair.prompt),
-        "chosen_index": pair.chosen_index,
-        "rejected_index": pair.rejected_index,
-        "extra": pair.extra,
-    }
+    payload = {"row": pair.to_row(), **pair_training_fields(pair)}
     return common_pb2.LabelledPair(
         pair_id=pair.pair_id,
         run=common_pb2.RunRef(run=pair.run, round=pair.round),
@@ -229,32 +224,20 @@ def pair_to_msg(pair: PreferencePair) -> common_pb2.LabelledPair:
 def pair_from_msg(msg: common_pb2.LabelledPair, field: str) -> PreferencePair:
     """The PreferencePair of a LabelledPair message; the row must carry chosen and rejected."""
     payload = json_object(msg.row_json, f"{field}.row_json")
+    row = payload.get("row")
+    if not isinstance(row, dict):
+        raise RequestError(f"{field}.row_json: missing or malformed entry 'row'")
+    row = {
+        **row,
+        "pair_id": msg.pair_id,
+        "run": msg.run.run,
+        "round": int(msg.run.round),
+        "prompt_id": msg.prompt_id,
+    }
     try:
-        row = payload["row"]
-        raw = payload["prompt_raw"]
-        prompt: str | tuple[dict[str, str], ...] = raw if isinstance(raw, str) else tuple(raw)
-        return PreferencePair(
-            pair_id=msg.pair_id,
-            run=msg.run.run,
-            round=int(msg.run.round),
-            prompt_id=msg.prompt_id,
-            prompt=prompt,
-            chosen=Response(row["chosen_model"], row["chosen"][0]["content"], row["chosen_score"]),
-            rejected=Response(
-                row["rejected_model"], row["rejected"][0]["content"], row["rejected_score"]
-            ),
-            chosen_index=int(payload["chosen_index"]),
-            rejected_index=int(payload["rejected_index"]),
-            acquisition=row["acquisition"],
-            judge=row["judge"],
-            probability_chosen=float(row["probability_chosen"]),
-            tie=bool(row["tie"]),
-            label_source=row["label_source"],
-            rationale=row.get("rationale"),
-            extra=dict(payload.get("extra") or {}),
-        )
-    except (KeyError, IndexError, TypeError) as e:
-        raise RequestError(f"{field}.row_json: missing or malformed entry {e}") from None
+        return pair_from_row(row, payload, f"{field}.row_json")
+    except PayloadError as e:
+        raise RequestError(str(e)) from None
 
 
 # -- reward estimates ----

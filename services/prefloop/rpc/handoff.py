@@ -3,8 +3,9 @@
 The trainer publishes version v of run R as ``<checkpoint-dir>/<R>/v<000000v>.pt`` (the head's
 ``state_dict`` and the version, written to a temporary file and renamed into place, so a reader
 never sees a torn file). The reward service picks the newest version >= the one a Score call
-asks for. A data-plane bus can later announce new versions instead of the directory scan; the
-files stay the payload.
+asks for. With ``--kafka`` the checkpoints topic announces new versions instead of the directory
+scan (:mod:`prefloop.rpc.dataplane`); a file here stays the payload of a head too large to travel
+inline.
 """
 
 from __future__ import annotations

@@ -5,6 +5,14 @@ mode. Every new verdict is appended to ``<state-dir>/judge-<run>.jsonl`` and fsy
 the reply is sent; a pair id already in the log is answered from it. So a retried call, or a
 call to a judge restarted after a crash, never judges a pair twice (the invariant that protects
 the annotation budget), and no verdict is lost.
+
+With ``--kafka`` every verdict of a reply is also published to the run's judgements topic
+(acks=all, msg_id = pair id) before the reply. The fsynced log stays the authority for "never
+judge twice": it is local, needs no broker to answer a retry, and a verdict is recorded before a
+publish that might fail. A publish that fails makes the call UNAVAILABLE; the retry answers from
+the log and publishes the verdicts this process has not published yet (a restarted judge
+re-publishes what it answers; the ids are the same, so consumers ignore the copies). The topic is
+therefore the data plane's complete copy of every verdict, not the source of truth.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from pathlib import Path
 
 import grpc
 
+from prefloop.bus.base import BusError
 from prefloop.engine.checkpoint import derive_seed
 from prefloop.judge.base import Judge, Judgement, JudgeRequest
 from prefloop.judge.registry import make_judge
@@ -27,7 +36,7 @@ from prefloop.rpc.convert import (
     judgement_to_dict,
     judgement_to_msg,
 )
-from prefloop.rpc.server import Registrar
+from prefloop.rpc.server import Registrar, Unavailable
 from prefloop.spec import ActiveRun
 from prefloop.v1 import judge_pb2, judge_pb2_grpc
 
@@ -88,6 +97,9 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
         self.judge = judge or build_judge(ctx.run)
         self.log = VerdictLog(ctx.state_dir / f"judge-{ctx.run_name}.jsonl")
         self._lock = asyncio.Lock()
+        self.publisher = ctx.publisher()
+        self.published: set[str] = set()
+        """Pair ids whose verdict this process has published to the judgements topic."""
         ctx.metrics.judge_tokens.inc(0)
 
     @property
@@ -114,10 +126,25 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
                 _check_verdicts(fresh, verdicts)
                 await asyncio.to_thread(self.log.append, verdicts)
                 self.ctx.metrics.annotations.inc(len(verdicts))
+            await self._publish(reqs, int(request.run.round))
         return judge_pb2.JudgeResponse(
             annotations=[judgement_to_msg(self.log.records[r.pair_id]) for r in reqs],
             new_calls=len(fresh),
         )
+
+    async def _publish(self, reqs: list[JudgeRequest], round: int) -> None:
+        """Publish the verdicts of ``reqs`` not yet published by this process (acks=all)."""
+        if self.publisher is None:
+            return
+        todo = list({r.pair_id: r for r in reqs if r.pair_id not in self.published}.values())
+        if not todo:
+            return
+        verdicts = [self.log.records[r.pair_id] for r in todo]
+        try:
+            await asyncio.to_thread(self.publisher.judgements, round, todo, verdicts)
+        except BusError as exc:
+            raise Unavailable(f"judgements topic: {exc}") from exc
+        self.published.update(r.pair_id for r in todo)
 
 
 def _check_verdicts(requests: list[JudgeRequest], verdicts: list[Judgement]) -> None:

@@ -1,7 +1,8 @@
 """``prefloop serve <role> RUN.yaml``: build one role's servicer from the manifest and run it.
 
 Every role is built from the same ActiveRun (seed, models, judge, head), so five processes
-started from one manifest agree with each other and with the embedded run.
+started from one manifest agree with each other and with the embedded run. With ``--kafka
+HOST:PORT`` the service also joins the run's data plane (see :mod:`prefloop.rpc.dataplane`).
 """
 
 from __future__ import annotations
@@ -51,10 +52,22 @@ def serve_role(
     manifest_dir: Path | None,
     state_dir: Path,
     checkpoint_dir: Path,
+    kafka: str | None = None,
 ) -> None:
-    """Build the role and serve until SIGTERM (graceful) or SIGINT."""
+    """Build the role and serve until SIGTERM (graceful) or SIGINT.
+
+    ``kafka`` (HOST:PORT): the bootstrap server(s) of the run's data plane; the run's topics are
+    created if missing, so the role's consumers can follow them from the start.
+    """
     metrics = ServiceMetrics()
-    ctx = ServiceContext(run, manifest_dir, state_dir, checkpoint_dir, metrics)
+    bus = None
+    if kafka:
+        from prefloop.bus.kafka_bus import KafkaBus
+        from prefloop.bus.publisher import RunPublisher
+
+        bus = KafkaBus(kafka, client_id=f"prefloop-{role}")
+        RunPublisher(bus, run.metadata.name).ensure_topics()
+    ctx = ServiceContext(run, manifest_dir, state_dir, checkpoint_dir, metrics, bus)
     state_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     registrar = build_registrar(role, ctx)
@@ -63,4 +76,8 @@ def serve_role(
         print(f"prefloop serve {role}: run {run.metadata.name} on port {port}", file=sys.stderr)
         sys.stderr.flush()
 
-    asyncio.run(serve_forever(config, [registrar], metrics, on_ready=ready))
+    try:
+        asyncio.run(serve_forever(config, [registrar], metrics, on_ready=ready))
+    finally:
+        if bus is not None:
+            bus.close()
