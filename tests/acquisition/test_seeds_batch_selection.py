@@ -124,3 +124,19 @@ def test_cluster_diverse_small_k_is_top_k() -> None:
     scores = np.array([0.1, 0.9, 0.5])
     chosen, _ = cluster_diverse_select(scores, np.eye(3), 2, np.random.default_rng(0))
     assert chosen.tolist() == [1, 2]
+
+
+def test_best_per_group_matches_the_sorting_reference() -> None:
+    """The O(n) cap-1 path picks exactly what the stable sort + rank filter picks."""
+    from prefloop.acquisition.batch_selection import descending_order, rank_within_groups
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        n = int(rng.integers(1, 60))
+        groups = np.sort(rng.integers(0, 8, size=n))
+        scores = rng.integers(0, 4, size=n).astype(float)  # many ties
+        scores[rng.random(n) < 0.1] = np.nan
+        order = descending_order(scores)
+        ref = order[rank_within_groups(groups[order]) < 1]
+        for k in (1, 3, n):
+            assert np.array_equal(top_k_pairs(scores, groups, k, per_group_cap=1), ref[:k])

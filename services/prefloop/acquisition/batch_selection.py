@@ -155,11 +155,35 @@ def top_k_pairs(
     Why: AE-DPO / US-DPO keep the ``torch.topk`` of the candidate scores; in a batch of
     prompts a cap of one pair per prompt spreads the judge's budget over prompts.
     """
+    if per_group_cap == 1:
+        return _best_per_group(scores, np.asarray(groups, dtype=np.int64))[:k]
     order = descending_order(scores)
     if per_group_cap is not None:
         rank = rank_within_groups(np.asarray(groups)[order])
         order = order[rank < per_group_cap]
     return order[:k]
+
+
+def _best_per_group(scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each group's best candidate, then those by score: the cap-1 case of ``top_k_pairs``.
+
+    Why: one pair per prompt is the common case, and over a large batch (1.2 M candidate pairs
+    for 10,000 prompts x 16 responses) two O(n log n) sorts dominate the rule's time; this is
+    O(n) plus a sort of one winner per prompt. Same result as the sort: NaN is lowest, ties go
+    to the earlier candidate.
+    """
+    n = scores.size
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    s = np.where(np.isnan(scores), -np.inf, scores)
+    n_groups = int(groups.max()) + 1
+    best = np.full(n_groups, -np.inf)
+    np.maximum.at(best, groups, s)
+    is_best = s == best[groups]
+    first = np.full(n_groups, n, dtype=np.int64)
+    np.minimum.at(first, groups[is_best], np.flatnonzero(is_best))
+    winners = np.sort(first[first < n])
+    return winners[np.argsort(-s[winners], kind="stable")]
 
 
 def cluster_diverse_select(

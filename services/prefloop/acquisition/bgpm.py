@@ -207,11 +207,18 @@ def _select_by_embedding_score(
     the candidate pool, the clustering features and the batch strategy are the same.
     """
     cands, mu_i, mu_j, var_i, var_j = _pair_embeddings(rule, inputs)
+    scores = score(mu_i, mu_j, var_i, var_j)
+    # only the clustering strategy reads the pair features; skip building them otherwise
+    features = (
+        _features(mu_i, mu_j, var_i, var_j)
+        if selection == "cluster_diverse"
+        else np.zeros((cands.size, 0))
+    )
     return select_scored_pairs(
         rule,
         cands,
-        score(mu_i, mu_j, var_i, var_j),
-        _features(mu_i, mu_j, var_i, var_j),
+        scores,
+        features,
         inputs.shape[0],
         rng,
         selection=selection,
