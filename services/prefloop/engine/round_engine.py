@@ -30,7 +30,14 @@ import numpy as np
 
 from prefloop.acquisition import AcquisitionInput, Selection, get_rule
 from prefloop.bus.publisher import RunPublisher
-from prefloop.data.records import PreferencePair, PromptItem, Response, ScoredBatch, stable_id
+from prefloop.data.records import (
+    LabelSource,
+    PreferencePair,
+    PromptItem,
+    Response,
+    ScoredBatch,
+    stable_id,
+)
 from prefloop.engine.checkpoint import RunState, derive_seed, load_checkpoint, save_checkpoint
 from prefloop.engine.roles import (
     AcquisitionRole,
@@ -287,15 +294,15 @@ class RoundEngine:
         spec = self.run.spec
         name = self.run.metadata.name
         requests: list[JudgeRequest] = []
+        requested: set[str] = set()
         planned: list[tuple[int, int, int, int, str]] = []
         for row in range(sel.size):
             item = items[int(sel.prompt_index[row])]
             i, j = int(sel.first[row]), int(sel.second[row])
             pid = pair_id(name, item, item.responses[i], item.responses[j])
             planned.append((int(sel.prompt_index[row]), i, j, int(sel.pseudo_label[row]), pid))
-            if sel.pseudo_label[row] == 0 and pid not in state.judged:
-                if any(req.pair_id == pid for req in requests):
-                    continue
+            if sel.pseudo_label[row] == 0 and pid not in state.judged and pid not in requested:
+                requested.add(pid)
                 requests.append(JudgeRequest(pid, item, item.responses[i], item.responses[j]))
         if requests:
             verdicts = self.roles.judge.judge(requests)
@@ -304,6 +311,7 @@ class RoundEngine:
             state.annotations_used += len(requests)
         pairs = []
         seen: set[str] = set()
+        source: LabelSource
         for p_idx, i, j, pseudo, pid in planned:
             if pid in seen:
                 continue
@@ -338,7 +346,7 @@ class RoundEngine:
                     judge=self.roles.judge.name if source == "judge" else source,
                     probability_chosen=prob_first if first_wins else 1.0 - prob_first,
                     tie=tie,
-                    label_source=source,  # type: ignore[arg-type]
+                    label_source=source,
                     rationale=rationale,
                 )
             )
