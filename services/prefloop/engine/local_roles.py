@@ -171,7 +171,13 @@ class LocalTrainer:
         self.model = model
 
     def train(
-        self, pairs: list[PreferencePair], *, n_done: int, n_total: int, seed: int
+        self,
+        pairs: list[PreferencePair],
+        *,
+        round_index: int,
+        n_done: int,
+        n_total: int,
+        seed: int,
     ) -> TrainResult:
         t0 = time.perf_counter()
         chosen, rejected = self.model.pair_features(pairs)

@@ -74,8 +74,16 @@ class TrainerRole(Protocol):
     """Trains the reward model on new labels and publishes a new version."""
 
     def train(
-        self, pairs: list[PreferencePair], *, n_done: int, n_total: int, seed: int
-    ) -> TrainResult: ...
+        self,
+        pairs: list[PreferencePair],
+        *,
+        round_index: int,
+        n_done: int,
+        n_total: int,
+        seed: int,
+    ) -> TrainResult:
+        """Train round ``round_index`` on its labelled pairs (idempotent per round)."""
+        ...
 
     def save_state(self, directory: Path) -> None: ...
 

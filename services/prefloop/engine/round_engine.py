@@ -246,6 +246,7 @@ class RoundEngine:
         n_done = min(len(self.pool), state.prompt_offset + len(batch_items))
         train = self.roles.trainer.train(
             pairs,
+            round_index=r,
             n_done=n_done,
             n_total=len(self.pool),
             seed=derive_seed(spec.seed, r, "training"),

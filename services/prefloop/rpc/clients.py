@@ -377,9 +377,14 @@ class TrainerClient:
         self.pairs_by_id = pairs_by_id
 
     def train(
-        self, pairs: list[PreferencePair], *, n_done: int, n_total: int, seed: int
+        self,
+        pairs: list[PreferencePair],
+        *,
+        round_index: int,
+        n_done: int,
+        n_total: int,
+        seed: int,
     ) -> TrainResult:
-        round_index = self.tracker.version
         request = trainer_pb2.TrainRequest(
             run=common_pb2.RunRef(run=self.run_name, round=round_index),
             prompts_done=n_done,

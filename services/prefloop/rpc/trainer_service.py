@@ -165,6 +165,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
                 raise RequestError(f"pairs[{i}].run.run: {p.run!r} is not this run")
         result = self.trainer.train(
             pairs,
+            round_index=r,
             n_done=int(request.prompts_done),
             n_total=int(request.prompts_total),
             seed=int(request.seed),
