@@ -132,3 +132,24 @@ def test_label_efficiency_on_special_methods_and_pair_pools(
     for p in points:
         assert 0.0 <= float(p["heldout_accuracy"]) <= 1.0
         assert int(p["annotations"]) <= 12
+
+
+def test_eval_data_is_a_separate_held_out_set(tiny_data: Path, tmp_path: Path) -> None:
+    """With --eval-data every prompt of --data goes to the loop; evaluation uses the other file."""
+    lines = (REPO / "data/alpacaeval/sample100.jsonl").read_text().splitlines()[40:52]
+    eval_path = tmp_path / "eval.jsonl"
+    eval_path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "report"
+    status = main(
+        [
+            "bench", "label-efficiency", "--data", str(tiny_data), "--eval-data", str(eval_path),
+            "--methods", "random", "--seeds", "1", "--budget", "100", "--batch-size", "8",
+            "--max-length-tokens", "32", "--num-heads", "4", "--epochs-per-round", "2",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert status == 0
+    points = _rows(out / "points.csv")
+    # all 24 prompts are in the loop (no held-out split of --data): 3 rounds of 8
+    assert [int(p["annotations"]) for p in points] == [8, 16, 24]
+    assert all(0.0 <= float(p["heldout_accuracy"]) <= 1.0 for p in points)
