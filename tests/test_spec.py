@@ -48,6 +48,15 @@ def test_defaults_fill_every_field() -> None:
         ({"rewardModel": {"head": {"kind": "gp"}}}, "spec.rewardModel.head.kind"),
         ({"budgett": {}}, "spec.budgett: unknown field"),
         ({"responses": {"source": "models"}}, "at least two entries in `models`"),
+        (
+            {
+                "responses": {
+                    "source": "models",
+                    "models": [{"name": "a", "path": "x"}, {"name": "b", "path": "y"}],
+                }
+            },
+            "spec: judge.kind: oracle reveals stored judge scores",
+        ),
         ({"rewardModel": {"embedder": {"kind": "hf_last_token"}}}, "needs `modelPath`"),
         ({"rewardModel": {"head": {"preferenceDim": 3}}}, "spec.rewardModel.head.preferenceDim"),
     ],

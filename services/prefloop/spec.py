@@ -305,6 +305,16 @@ class ActiveRunSpec(_Model):
     suspend: bool = False
     """Cluster only: pause the run (the operator scales services to zero, progress is kept)."""
 
+    @model_validator(mode="after")
+    def _judge_can_label_the_pool(self) -> ActiveRunSpec:
+        if self.responses.source == "models" and self.judge.kind == "oracle":
+            raise ValueError(
+                "judge.kind: oracle reveals stored judge scores, but responses.source: models "
+                "generates new responses that have none; use responses.source: precomputed "
+                "with scored data (live LLM judges are not available yet)"
+            )
+        return self
+
 
 class Metadata(_Model):
     """Kubernetes object metadata (the subset a run uses)."""
