@@ -13,8 +13,6 @@ thread: the model is tiny and two intra-op threads on a busy 2-core machine are 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,20 +20,11 @@ import torch
 from torch import nn
 
 from prefloop.reward.evaluation import per_prompt_spearman
+from prefloop.reward.threads import single_threaded
 
 
 class DownstreamInputError(ValueError):
     """Features or scores given to the downstream proxy have the wrong shape or content."""
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -87,7 +76,7 @@ class BradleyTerryProbe:
         )
         n = tc.shape[0]
         steps, last = 0, float("nan")
-        with _one_thread():
+        with single_threaded():
             for _ in range(cfg.epochs):
                 order = torch.randperm(n, generator=self.generator)
                 for s in range(0, n, cfg.batch_size):
@@ -106,7 +95,7 @@ class BradleyTerryProbe:
     def predict(self, features: np.ndarray) -> np.ndarray:
         """(M,) reward of (M, D) features."""
         x = self._check(features, "features")
-        with _one_thread(), torch.no_grad():
+        with single_threaded(), torch.no_grad():
             return self.net(torch.from_numpy(x)).squeeze(-1).numpy().astype(np.float64)
 
     def _check(self, x: np.ndarray, name: str) -> np.ndarray:

@@ -170,9 +170,9 @@ def bench_scoring(cfg: SpeedConfig) -> tuple[list[dict[str, Any]], list[dict[str
     """Embedder and head-predict throughput (responses/s) and training steps/s per head."""
     import torch
 
-    from prefloop.engine.local_roles import single_threaded
     from prefloop.reward.embedders import make_embedder
     from prefloop.reward.heads import make_head
+    from prefloop.reward.threads import single_threaded
 
     scoring: list[dict[str, Any]] = []
     prompts, responses = _texts(cfg)

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from prefloop.data.atomic import atomic_target
 from prefloop.data.errors import DataError, ProblemCollector
 from prefloop.data.formats import detect_format, iter_raw_rows
 
@@ -50,23 +49,6 @@ def _known_schema() -> dict[str, Any]:
     }
 
 
-@contextmanager
-def _atomic_target(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` that replaces it only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _json_lines(rows: Iterable[dict[str, Any]], where: str) -> list[str]:
     lines: list[str] = []
     for i, row in enumerate(rows):
@@ -85,7 +67,7 @@ def write_jsonl_atomic(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path
     """
     path = Path(path)
     lines = _json_lines(rows, str(path))
-    with _atomic_target(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as handle:
+    with atomic_target(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as handle:
         handle.writelines(lines)
     return path
 
@@ -197,7 +179,7 @@ def write_parquet_atomic(path: str | Path, rows: Sequence[dict[str, Any]]) -> Pa
 
     path = Path(path)
     table = arrow_table(rows, str(path))
-    with _atomic_target(path) as tmp:
+    with atomic_target(path) as tmp:
         pq.write_table(table, tmp)
     return path
 

@@ -17,6 +17,7 @@ from prefloop.engine.local_roles import (
 from prefloop.engine.round_engine import Roles
 from prefloop.generation.base import ResponseGenerator
 from prefloop.generation.precomputed import PrecomputedGenerator
+from prefloop.judge.base import Judge
 from prefloop.judge.registry import make_judge
 from prefloop.reward.embedders import make_embedder
 from prefloop.reward.feature_cache import FeatureCache
@@ -117,22 +118,25 @@ def build_reward_model(
     return LocalRewardModel(embedder, cache, head, trainer)
 
 
+def build_judge(run: ActiveRun) -> Judge:
+    """The run's judge, seeded from the run's seed (the same in every mode)."""
+    js = run.spec.judge
+    return make_judge(
+        js.kind,
+        seed=derive_seed(run.spec.seed, -1, "judge"),
+        mode=js.mode,
+        tie_policy=js.tie_policy,
+        temperature=js.temperature,
+        score_transform=js.score_transform,
+    )
+
+
 def build_embedded_roles(
     run: ActiveRun, run_dir: Path, manifest_dir: Path | None
 ) -> tuple[Roles, LocalRewardModel, LocalJudge]:
     """All five roles in this process."""
     model = build_reward_model(run, run_dir, manifest_dir)
-    js = run.spec.judge
-    judge = LocalJudge(
-        make_judge(
-            js.kind,
-            seed=derive_seed(run.spec.seed, -1, "judge"),
-            mode=js.mode,
-            tie_policy=js.tie_policy,
-            temperature=js.temperature,
-            score_transform=js.score_transform,
-        )
-    )
+    judge = LocalJudge(build_judge(run))
     roles = Roles(
         generation=LocalGeneration(build_generator(run, manifest_dir)),
         reward=LocalReward(model),

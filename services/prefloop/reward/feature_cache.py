@@ -24,12 +24,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from prefloop.data.atomic import atomic_target, atomic_write_bytes
 from prefloop.data.records import stable_id
 from prefloop.reward.base import Embedder
 
@@ -42,30 +42,9 @@ class FeatureCacheError(RuntimeError):
     """The cache directory is unreadable or inconsistent, or an embedder broke its contract."""
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _atomic_save_npy(path: Path, matrix: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, matrix, allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_target(path) as tmp, tmp.open("wb") as fh:
+        np.save(fh, matrix, allow_pickle=False)
 
 
 class FeatureCache:
@@ -108,7 +87,7 @@ class FeatureCache:
             "shards": self._shards,
             "keys": {key: [name, row] for key, (name, row) in self._keys.items()},
         }
-        _atomic_write_bytes(
+        atomic_write_bytes(
             self.directory / INDEX_FILE, json.dumps(index, separators=(",", ":")).encode("utf-8")
         )
 

@@ -446,7 +446,7 @@ def connect_roles(
     With a ``kafka`` endpoint the run's topics are created up front (so services can follow
     them before the first round) and the result carries the engine's publisher.
     """
-    from prefloop.rpc.judge_service import build_judge
+    from prefloop.engine.build import build_judge
 
     config = config or ClientConfig()
     publisher = None

@@ -6,8 +6,6 @@ all services agree on seeds, models and the judge; a request for another run is 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,18 +52,3 @@ class ServiceContext:
         label = field if isinstance(ref, str) else f"{field}.run"
         if name != self.run_name:
             raise RequestError(f"{label}: this service serves run {self.run_name!r}, not {name!r}")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write-then-rename (fsynced): readers see the old file or the new one, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

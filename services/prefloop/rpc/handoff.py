@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from prefloop.rpc.common import atomic_write
+from prefloop.data.atomic import atomic_write_bytes
 
 _VERSION_RE = re.compile(r"^v(\d{6,})\.pt$")
 
@@ -49,7 +49,7 @@ def save_blob(path: Path, blob: dict[str, Any]) -> None:
     """torch.save to ``path`` atomically."""
     buf = io.BytesIO()
     torch.save(blob, buf)
-    atomic_write(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_blob(path: Path) -> dict[str, Any]:

@@ -25,9 +25,8 @@ from pathlib import Path
 import grpc
 
 from prefloop.bus.base import BusError
-from prefloop.engine.checkpoint import derive_seed
+from prefloop.engine.build import build_judge
 from prefloop.judge.base import Judge, Judgement, JudgeRequest
-from prefloop.judge.registry import make_judge
 from prefloop.rpc.common import ServiceContext
 from prefloop.rpc.convert import (
     RequestError,
@@ -37,21 +36,7 @@ from prefloop.rpc.convert import (
     judgement_to_msg,
 )
 from prefloop.rpc.server import Registrar, Unavailable
-from prefloop.spec import ActiveRun
 from prefloop.v1 import judge_pb2, judge_pb2_grpc
-
-
-def build_judge(run: ActiveRun) -> Judge:
-    """The run's judge, configured and seeded exactly as the embedded engine builds it."""
-    js = run.spec.judge
-    return make_judge(
-        js.kind,
-        seed=derive_seed(run.spec.seed, -1, "judge"),
-        mode=js.mode,
-        tie_policy=js.tie_policy,
-        temperature=js.temperature,
-        score_transform=js.score_transform,
-    )
 
 
 class VerdictLog:
