@@ -247,3 +247,42 @@ def test_maxmin_lcb_candidate_set_excludes_dominated_leaders() -> None:
     sel = select("maxmin_lcb", inputs, _rng(), use_candidate_set=True, beta=0.0)
     top = np.argmax(np.where(inputs.mask, inputs.mean, -np.inf), axis=1)
     np.testing.assert_array_equal(sel.first, top)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_maxmin_lcb_zero_tolerance_breaks_only_exact_ties(seed: int) -> None:
+    # issue 7 item 4: argmax_tol=0 made every tie set empty and paired a response with itself
+    inputs = random_inputs(_rng(seed), 40, 6)
+    sel = select("maxmin_lcb", inputs, _rng(seed), argmax_tol=0.0, pairs_per_prompt=2)
+    assert np.all(sel.first != sel.second)
+    assert np.all(inputs.mask[sel.prompt_index, sel.first])
+    assert np.all(inputs.mask[sel.prompt_index, sel.second])
+    first_round = sel.prompt_index != np.roll(sel.prompt_index, 1)
+    for p, i, j in zip(
+        sel.prompt_index[first_round], sel.first[first_round], sel.second[first_round], strict=True
+    ):
+        real = np.flatnonzero(inputs.mask[p])
+        lcb = {
+            (a, b): inputs.mean[p, a] - inputs.mean[p, b] - (inputs.std[p, a] + inputs.std[p, b])
+            for a in real
+            for b in real
+            if a != b
+        }
+        worst = {a: min(v for (x, _), v in lcb.items() if x == a) for a in real}
+        assert worst[int(i)] == max(worst.values())
+        assert lcb[(int(i), int(j))] == worst[int(i)]
+
+
+def test_maxmin_lcb_zero_tolerance_still_breaks_exact_ties_at_random() -> None:
+    inputs = make_inputs([[0.5] * 5], [[0.2] * 5])
+    picks = {
+        (int(s.first[0]), int(s.second[0]))
+        for s in (select("maxmin_lcb", inputs, _rng(seed), argmax_tol=0) for seed in range(40))
+    }
+    assert len(picks) > 5 and all(a != b for a, b in picks)
+
+
+def test_maxmin_lcb_rejects_a_negative_tolerance_by_name() -> None:
+    inputs = make_inputs([[0.5, 0.1]])
+    with pytest.raises(AcquisitionError, match="argmax_tol must be finite and >= 0"):
+        select("maxmin_lcb", inputs, _rng(), argmax_tol=-1e-4)

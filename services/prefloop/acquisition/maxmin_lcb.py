@@ -7,7 +7,9 @@ For every prompt, with pairwise lower confidence bounds on the reward difference
 (the stds are summed, as in ActiveUltraFeedback's code), the leader is the response with the
 best worst case, ``i* = argmax_i min_j LCB[i, j]``, and the follower is its worst-case opponent
 ``j* = argmin_j LCB[i*, j]``. Both argmax and argmin break near-ties (within ``argmax_tol``)
-uniformly at random with the passed ``rng``. This favours the probably-best response against its
+uniformly at random with the passed ``rng``; ``argmax_tol = 0`` breaks exact ties only (the
+reference's strict ``< tol`` would leave no candidate at all and, here, pair a response with
+itself; issue 7, item 4). This favours the probably-best response against its
 closest rival: small-gap, informative pairs.
 
 Optional candidate set (``use_candidate_set``): responses that could still be the best,
@@ -63,13 +65,16 @@ def random_tie_break(
     """Uniform pick among allowed entries with ``|values - target| < tol`` along the last axis.
 
     Why: MaxMinLCB breaks near-ties at random (https://arxiv.org/abs/2406.16745) so that equal
-    responses are not always resolved towards the lowest index. Disallowed entries (which hold
-    infinities) are replaced by the target, and rows without any allowed entry get a zero
-    target, so no ``inf - inf`` occurs.
+    responses are not always resolved towards the lowest index. Entries exactly equal to the
+    target always belong to the tie set, so ``tol = 0`` means "exact ties only" instead of an
+    empty set (which made every row fall back to index 0 and paired a response with itself).
+    Disallowed entries (which hold infinities) are replaced by the target, and rows without any
+    allowed entry get a zero target, so no ``inf - inf`` occurs.
     """
     target = np.where(np.isfinite(target), target, 0.0)
     safe = np.where(allowed, values, target[..., None])
-    ties = allowed & (np.abs(safe - target[..., None]) < tol)
+    gap = np.abs(safe - target[..., None])
+    ties = allowed & ((gap < tol) | (gap == 0.0))
     keys = rng.random(values.shape)
     return np.argmax(np.where(ties, keys, -1.0), axis=-1)
 
