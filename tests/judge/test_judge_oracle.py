@@ -10,7 +10,7 @@ import pytest
 
 from prefloop.data.readers import load_prompt_items
 from prefloop.data.records import PromptItem, Response
-from prefloop.judge.base import JudgeError, JudgeRequest
+from prefloop.judge.base import JudgeError, JudgeRequest, response_key
 from prefloop.judge.oracle import StoredScoreOracle, bradley_terry_probability
 
 SHIPPED = Path(__file__).resolve().parents[2] / "data"
@@ -45,10 +45,17 @@ def test_identity_transform_accepts_rating_scales() -> None:
     assert j.winner == 1
 
 
-def test_tie_first_keeps_acquisition_order() -> None:
+def test_tie_first_is_the_first_response_in_canonical_order() -> None:
+    """``first`` is order-free: the response with the smaller stable id wins a tie."""
     oracle = StoredScoreOracle(tie_policy="first")
-    judgements = oracle.judge([request(0.4, 0.4, f"t{i}") for i in range(50)])
-    assert all(j.tie and j.winner == 0 and j.probability_a == 0.5 for j in judgements)
+    reqs = [request(0.4, 0.4, f"t{i}") for i in range(50)]
+    canonical_first = min(reqs[0].a, reqs[0].b, key=response_key)
+    for r, j in zip(reqs, oracle.judge(reqs), strict=True):
+        assert j.tie and j.probability_a == 0.5
+        assert (r.a if j.winner == 0 else r.b) == canonical_first
+    swapped = [JudgeRequest(r.pair_id, r.item, r.b, r.a) for r in reqs]
+    for r, j in zip(swapped, oracle.judge(swapped), strict=True):
+        assert (r.a if j.winner == 0 else r.b) == canonical_first
 
 
 def test_tie_random_is_a_seeded_fair_coin() -> None:
@@ -179,3 +186,44 @@ def test_deterministic_oracle_agrees_with_argmax_on_alpacaeval() -> None:
         for req, judgement in zip(reqs, oracle.judge(reqs), strict=True):
             wins[item.responses.index(req.b if judgement.winner else req.a)] += 1
         assert scores[int(np.argmax(wins))] == max(scores)
+
+
+def _pair_requests(n: int, seed: int) -> tuple[list[JudgeRequest], list[JudgeRequest]]:
+    """``n`` pairs with scores on a 7-level grid (about one pair in seven tied), both orders.
+
+    The pair id is the same in both orders, as the engine's order-free pair id is.
+    """
+    rng = np.random.default_rng(seed)
+    scores = rng.choice(np.linspace(0.05, 0.95, 7), size=(n, 2))
+    forward, swapped = [], []
+    for i, (score_a, score_b) in enumerate(scores):
+        a = Response(f"model-{i % 5}", f"answer a {i}", float(score_a))
+        b = Response(f"model-{(i + 1) % 5}", f"answer b {i}", float(score_b))
+        item = PromptItem(f"prompt-{i}", "q", (a, b))
+        forward.append(JudgeRequest(f"pair-{i}", item, a, b))
+        swapped.append(JudgeRequest(f"pair-{i}", item, b, a))
+    return forward, swapped
+
+
+@pytest.mark.parametrize("tie_policy", ["first", "random"])
+@pytest.mark.parametrize("mode", ["deterministic", "bradley_terry"])
+def test_swapping_every_pair_keeps_its_winner(mode: str, tie_policy: str) -> None:
+    """Issue 7 item 2: the label of a pair never depends on which response is shown first."""
+    forward, swapped = _pair_requests(2000, seed=17)
+    oracle = StoredScoreOracle(mode=mode, tie_policy=tie_policy, seed=9)  # type: ignore[arg-type]
+    verdicts = oracle.judge(forward)
+    verdicts_swapped = oracle.judge(swapped)
+    winners = [r.a if j.winner == 0 else r.b for r, j in zip(forward, verdicts, strict=True)]
+    winners_swapped = [
+        r.a if j.winner == 0 else r.b for r, j in zip(swapped, verdicts_swapped, strict=True)
+    ]
+    assert winners == winners_swapped
+    ties = [j.tie for j in verdicts]
+    assert ties == [j.tie for j in verdicts_swapped]
+    assert 150 < sum(ties) < 450  # the grid makes ties common enough to exercise the policy
+    for j, js in zip(verdicts, verdicts_swapped, strict=True):
+        assert j.probability_a == pytest.approx(1.0 - js.probability_a)
+        assert (j.score_a, j.score_b) == (js.score_b, js.score_a)
+    # both responses win sometimes in tied pairs: no policy reduces to "a always wins"
+    tied_first = [w is r.a for w, r, t in zip(winners, forward, ties, strict=True) if t]
+    assert 0 < sum(tied_first) < len(tied_first)

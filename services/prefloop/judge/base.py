@@ -12,7 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from prefloop.data.records import PromptItem, Response
+from prefloop.data.records import PromptItem, Response, stable_id
+
+
+def response_key(response: Response) -> str:
+    """The stable id of a response (model and text): what orders a pair canonically.
+
+    Why: a judge that draws randomness must draw it for the unordered pair, so the label cannot
+    depend on which response the acquisition rule happened to put first; ordering the two
+    responses by this key gives every pair one canonical orientation.
+    """
+    return stable_id(response.model, response.text)
 
 
 class JudgeError(RuntimeError):

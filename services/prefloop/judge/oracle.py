@@ -8,14 +8,24 @@ are. Two oracles are offered:
 - ``deterministic``: the higher stored score wins, as ActiveUltraFeedback's
   ``UltraFeedbackOracle`` does (https://arxiv.org/abs/2603.09692, code
   ``activeuf/oracle/oracles.py``). Equal scores are a tie, resolved by ``tie_policy``: ``"first"``
-  keeps the acquisition order (response ``a`` wins, ActiveUltraFeedback's behaviour) and
-  ``"random"`` flips a seeded coin.
+  lets the first response *in canonical order* win, ``"random"`` flips a seeded coin.
 - ``bradley_terry``: a noisy judge, ``P(a > b) = sigmoid((T(s_a) - T(s_b)) / temperature)``
   (Bradley & Terry 1952, https://doi.org/10.2307/2334029). For [0, 1] scores that are each a win
   probability against one shared reference (AlpacaEval), ``T = logit`` of the clipped score makes
   this exactly the Bradley-Terry probability through the shared anchor; ``T = identity`` suits
-  rating scales such as 1-5. The winner is drawn with a generator seeded from
-  ``(seed, pair_id)``, so a pair's label does not depend on call order or batching.
+  rating scales such as 1-5.
+
+A label never depends on presentation order. The oracle orders the two responses canonically
+(by :func:`~prefloop.judge.base.response_key`, the stable id of model and text) before deciding:
+the Bradley-Terry draw ``u < P(canonical first wins)`` and the tie coin are drawn for the
+canonical orientation with a generator seeded from ``(seed, pair_id)``, and ``pair_id`` must
+name the unordered pair (the engine's pair id does: it sorts the two response keys). So a pair
+gets the same winner whichever rule picked it, in whichever order, in whichever batch.
+
+``tie_policy: first`` departs from ActiveUltraFeedback on purpose: there a tie keeps the
+acquisition order (the rule's first pick wins), which makes the winner of a tied pair depend on
+presentation order; here "first" is the first response in canonical order, a fixed, seed-free
+and order-free choice. Ties are flagged (``tie=True``) either way, so a consumer can drop them.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from typing import Literal, get_args
 import numpy as np
 
 from prefloop.data.records import Response, stable_id
-from prefloop.judge.base import JudgeError, Judgement, JudgeRequest
+from prefloop.judge.base import JudgeError, Judgement, JudgeRequest, response_key
 
 OracleMode = Literal["deterministic", "bradley_terry"]
 TiePolicy = Literal["first", "random"]
@@ -34,7 +44,7 @@ ScoreTransform = Literal["logit", "identity"]
 
 
 def pair_generator(seed: int, pair_id: str) -> np.random.Generator:
-    """A generator determined by the run seed and the pair id only.
+    """A generator determined by the run seed and the (order-free) pair id only.
 
     Why: the label of a pair must be the same whichever batch it arrives in, and whether or not
     the call is retried (see :mod:`prefloop.judge.base`).
@@ -73,10 +83,11 @@ class StoredScoreOracle:
 
     Args:
         mode: ``"deterministic"`` (higher score wins) or ``"bradley_terry"`` (sampled label).
-        tie_policy: how a deterministic tie (equal scores) is resolved: ``"first"`` keeps the
-            acquisition order (``a`` wins), ``"random"`` is a fair coin seeded by
-            ``(seed, pair_id)``. In ``bradley_terry`` mode equal scores give probability 0.5 and
-            the sampled label is already that coin, so the policy is not consulted.
+        tie_policy: how a deterministic tie (equal scores) is resolved: ``"first"``: the first
+            response in canonical order (smaller :func:`response_key`) wins; ``"random"``: a fair
+            coin seeded by ``(seed, pair_id)`` for the canonical orientation. Neither depends on
+            which response is ``a``. In ``bradley_terry`` mode equal scores give probability 0.5
+            and the sampled label is already that coin, so the policy is not consulted.
         temperature: Bradley-Terry temperature (> 0); larger is noisier.
         score_transform: ``"logit"`` for [0, 1] win-probability scores (clipped to
             ``[clip, 1 - clip]``), ``"identity"`` for other scales such as 1-5 ratings.
@@ -157,34 +168,36 @@ class StoredScoreOracle:
     def _judge_one(self, request: JudgeRequest) -> Judgement:
         score_a = self._score(request, request.a, "a")
         score_b = self._score(request, request.b, "b")
-        tie = score_a == score_b
+        a_is_first = response_key(request.a) <= response_key(request.b)
+        first, second = (score_a, score_b) if a_is_first else (score_b, score_a)
+        tie = first == second
         if self.mode == "deterministic":
             if not tie:
-                winner = 0 if score_a > score_b else 1
-                probability_a = 1.0 if winner == 0 else 0.0
+                first_wins = first > second
+                probability_first = 1.0 if first_wins else 0.0
             else:
-                probability_a = 0.5
+                probability_first = 0.5
                 if self.tie_policy == "first":
-                    winner = 0
+                    first_wins = True
                 else:
-                    coin = pair_generator(self.seed, request.pair_id).random()
-                    winner = 0 if coin < 0.5 else 1
+                    first_wins = bool(pair_generator(self.seed, request.pair_id).random() < 0.5)
         else:
-            probability_a = float(
+            probability_first = float(
                 bradley_terry_probability(
-                    score_a,
-                    score_b,
+                    first,
+                    second,
                     temperature=self.temperature,
                     transform=self.score_transform,
                     clip=self.clip,
                 )
             )
             draw = pair_generator(self.seed, request.pair_id).random()
-            winner = 0 if draw < probability_a else 1
+            first_wins = bool(draw < probability_first)
+        a_wins = first_wins == a_is_first
         return Judgement(
             pair_id=request.pair_id,
-            winner=winner,
-            probability_a=probability_a,
+            winner=0 if a_wins else 1,
+            probability_a=probability_first if a_is_first else 1.0 - probability_first,
             score_a=score_a,
             score_b=score_b,
             tie=tie,
