@@ -125,6 +125,7 @@ def greedy_dpp_map(
 @register(
     "activerlhf_dpp",
     kind="batch",
+    truncation="score",
     needs=("samples",),
     paper=SOURCE,
     summary="ActiveRLHF hybrid: greedy DPP on ensemble-range quality x pair-feature diversity",

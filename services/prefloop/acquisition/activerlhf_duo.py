@@ -88,6 +88,7 @@ def pair_difference_features(
 @register(
     "activerlhf_duo",
     kind="batch",
+    truncation="score",
     needs=("samples",),
     paper=SOURCE,
     summary="ActiveRLHF DUO: top-half ensemble-range pairs, one per k-means cluster",

@@ -70,6 +70,7 @@ def borda_bounds(
 @register(
     "ae_borda",
     kind="batch",
+    truncation="score",
     paper="https://arxiv.org/abs/2312.00267",
     summary="AE-Borda-DPO: prompts with the widest Borda UCB-LCB gap; argmax-UCB vs random",
 )

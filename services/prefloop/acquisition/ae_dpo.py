@@ -65,6 +65,7 @@ def better_arm_ci_width(
 @register(
     "ae_dpo",
     kind="batch",
+    truncation="score",
     paper=PAPER,
     summary="AE-DPO: top pairs by the confidence-interval width of the better arm (kappa=2)",
 )

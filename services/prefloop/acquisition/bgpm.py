@@ -230,6 +230,7 @@ def _select_by_embedding_score(
 @register(
     "bgpm_mv",
     kind="batch",
+    truncation="score",
     needs=("pref",),
     paper=PAPER,
     summary="BGPM max-variance: pairs with the largest closed-form Var of the GPM score",
@@ -274,6 +275,7 @@ def bgpm_mv(
 @register(
     "bgpm_bald",
     kind="batch",
+    truncation="score",
     needs=("pref",),
     paper=PAPER,
     summary="BGPM BALD: mutual information of the outcome and the embeddings (20 MC draws)",
@@ -326,6 +328,7 @@ def bgpm_bald(
 @register(
     "bgpm_ucb",
     kind="batch",
+    truncation="score",
     needs=("pref",),
     paper=PAPER,
     summary="BGPM UCB: |E[s]| + kappa sqrt(Var[s]) of the GPM preference score",

@@ -18,6 +18,11 @@ import numpy as np
 from prefloop.acquisition.base import AcquisitionError, AcquisitionInput, Selection
 
 RuleKind = Literal["per_prompt", "batch"]
+Truncation = Literal["random", "score"]
+"""How the engine cuts a selection that exceeds the budget: ``score`` keeps the highest
+``Selection.score`` first (the rule's score ranks pairs across the whole batch, higher = more
+informative, so the cut equals asking the rule for fewer pairs); ``random`` keeps a seeded random
+subset (the score is missing, signed, or only ranks pairs within one prompt)."""
 Need = Literal["samples", "features", "pref", "judge_scores", "models", "ref_logp"]
 
 RuleFn = Callable[..., Selection]
@@ -34,6 +39,7 @@ class RuleInfo:
         needs: optional inputs the rule cannot run without.
         paper: link to the method's paper.
         summary: one line for ``prefloop run --help`` and the docs.
+        truncation: how a budget cut keeps pairs (see ``Truncation``).
     """
 
     name: str
@@ -42,6 +48,7 @@ class RuleInfo:
     needs: frozenset[str]
     paper: str
     summary: str
+    truncation: Truncation = "random"
 
     def parameters(self) -> dict[str, Any]:
         """The rule's tunable parameters and their defaults (keyword-only args of ``fn``)."""
@@ -63,13 +70,14 @@ def register(
     needs: tuple[Need, ...] = (),
     paper: str,
     summary: str,
+    truncation: Truncation = "random",
 ) -> Callable[[RuleFn], RuleFn]:
     """Class-free registration decorator: ``@register("delta_ucb", paper=..., summary=...)``."""
 
     def deco(fn: RuleFn) -> RuleFn:
         if name in _RULES:
             raise AcquisitionError(f"acquisition rule {name!r} is registered twice")
-        _RULES[name] = RuleInfo(name, fn, kind, frozenset(needs), paper, summary)
+        _RULES[name] = RuleInfo(name, fn, kind, frozenset(needs), paper, summary, truncation)
         return fn
 
     return deco

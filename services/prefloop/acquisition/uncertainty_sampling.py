@@ -28,6 +28,7 @@ from prefloop.acquisition.registry import register
 @register(
     "us_dpo",
     kind="batch",
+    truncation="score",
     paper="https://arxiv.org/abs/2312.00267",
     summary="US-DPO: top pairs by the mean variance of the two responses",
 )
