@@ -39,6 +39,18 @@ def test_random_is_uniform_over_distinct_pairs_and_orientations() -> None:
     assert abs(np.mean(sel.first < sel.second) - 0.5) < 0.03
 
 
+def test_random_single_pair_is_uniform_over_ordered_real_pairs_with_padding() -> None:
+    mask = np.tile([True, False, True, True, False, True], (12_000, 1))
+    inputs = make_inputs(np.zeros(mask.shape), mask=mask)
+    sel = select("random", inputs, _rng(5))
+    real = [0, 2, 3, 5]
+    ordered = {pair: idx for idx, pair in enumerate(itertools.permutations(real, 2))}
+    counts = np.bincount(
+        [ordered[(a, b)] for a, b in zip(sel.first, sel.second, strict=True)], minlength=12
+    )
+    assert sel.size == 12_000 and np.all(np.abs(counts - 1000) < 130)
+
+
 def test_random_k_equal_to_all_pairs_returns_every_pair() -> None:
     inputs = make_inputs(np.zeros((3, 4)))
     sel = select("random", inputs, _rng(1), pairs_per_prompt=10)

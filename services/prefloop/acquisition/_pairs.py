@@ -34,6 +34,22 @@ def pair_validity(mask: np.ndarray) -> np.ndarray:
     return mask[:, :, None] & mask[:, None, :] & off_diagonal[None, :, :]
 
 
+def fill_illegal_pairs(matrix: np.ndarray, mask: np.ndarray, value: float) -> np.ndarray:
+    """Set the diagonal and every padded row and column of a (P, N, N) matrix to ``value``.
+
+    Why: in place and in O(P N) (plus the padded rows), where ``np.where(pair_validity(mask),
+    matrix, value)`` allocates two N x N temporaries; the legal entries are left untouched.
+    Returns ``matrix``.
+    """
+    diagonal = np.arange(matrix.shape[1])
+    matrix[:, diagonal, diagonal] = value
+    if not mask.all():
+        padded = ~mask
+        matrix[padded] = value
+        matrix.transpose(0, 2, 1)[padded] = value
+    return matrix
+
+
 @dataclass(frozen=True)
 class PickedPairs:
     """Pairs as parallel index arrays, prompt-major (all pairs of prompt 0 first, in rank order)."""
@@ -85,6 +101,56 @@ def masked_pair_argmax(
     return best // n, best % n, has_pair
 
 
+def outer_difference_argmax(
+    a: np.ndarray, b: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``masked_pair_argmax`` of ``a_i - b_j`` (P, N each) in O(P N), without the N x N matrix.
+
+    Why: DeltaUCB (``UB_i - LB_j``) and MaxMin (``s_i - s_j``) only need the best entry of an
+    outer difference. IEEE rounding is monotone, so ``fl(a_i - b_j)`` is largest over ``j != i``
+    at ``fl(a_i - min_{j != i} b_j)``: the best row value, then the first row reaching the
+    maximum, then the first column reaching it in that row, give exactly the first flat argmax
+    of the full matrix (same pair, same rounded value). Returns ``(first, second, has_pair)``.
+    """
+    p, n = a.shape
+    rows = np.arange(p)
+    columns = np.arange(n)
+    b_real = np.where(mask, b, np.inf)
+    lowest = np.argmin(b_real, axis=1)
+    lowest_value = b_real[rows, lowest]
+    b_real[rows, lowest] = np.inf
+    second_value = b_real.min(axis=1)
+    others_min = np.where(
+        columns[None, :] == lowest[:, None], second_value[:, None], lowest_value[:, None]
+    )
+    row_best = np.where(mask, a - others_min, -np.inf)
+    first = np.argmax(row_best, axis=1)
+    best = row_best[rows, first]
+    reaches = mask & (a[rows, first][:, None] - b == best[:, None])
+    reaches[rows, first] = False
+    second = np.argmax(reaches, axis=1)
+    has_pair = np.count_nonzero(mask, axis=1) >= 2
+    return first, second, has_pair
+
+
+def top_k_difference_pairs(
+    a: np.ndarray, b: np.ndarray, mask: np.ndarray, k: int
+) -> tuple[PickedPairs, np.ndarray]:
+    """``top_k_pairs`` of the outer difference ``a_i - b_j`` and the picked differences.
+
+    Why: the shared core of DeltaUCB and MaxMin; ``k = 1`` (the default) skips the N x N matrix
+    (``outer_difference_argmax``), larger ``k`` ranks the full matrix.
+    """
+    if k == 1:
+        first, second, has_pair = outer_difference_argmax(a, b, mask)
+        rows = np.flatnonzero(has_pair)
+        picked = PickedPairs(rows.astype(np.int64), first[rows], second[rows])
+        return picked, np.asarray(a[rows, picked.first] - b[rows, picked.second], np.float64)
+    gap = a[:, :, None] - b[:, None, :]
+    picked = top_k_pairs(gap, pair_validity(mask), k)
+    return picked, picked.gather(gap)
+
+
 def top_k_in_order(order: np.ndarray, valid: np.ndarray, k: int) -> PickedPairs:
     """The first ``k`` distinct unordered legal pairs per prompt, walking a given priority order.
 
@@ -122,13 +188,43 @@ def top_k_pairs(values: np.ndarray, valid: np.ndarray, k: int) -> PickedPairs:
     return top_k_in_order(order, valid, k)
 
 
+def nth_real_response(mask: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """(P,) column of the ``position[p]``-th (0-based) True entry of each row of ``mask``."""
+    if mask.all():
+        return position.astype(np.int64, copy=False)
+    seen = np.cumsum(mask, axis=1)
+    return np.argmax(seen > position[:, None], axis=1)
+
+
+def random_ordered_pair(rng: np.random.Generator, mask: np.ndarray) -> PickedPairs:
+    """One uniformly random ordered pair of distinct real responses per prompt, in O(P N).
+
+    Why: the Random baseline's single pair; each of the ``n (n - 1)`` ordered pairs of a prompt
+    with ``n`` real responses is equally likely (the first uniform among the ``n``, the second
+    uniform among the other ``n - 1``), with two integer draws per prompt instead of a key for
+    every ordered pair. Prompts with fewer than two real responses get no pair.
+    """
+    counts = np.count_nonzero(mask, axis=1)
+    has_pair = counts >= 2
+    first_pos = rng.integers(0, np.maximum(counts, 1))
+    second_pos = rng.integers(0, np.maximum(counts - 1, 1))
+    second_pos = second_pos + (second_pos >= first_pos)
+    rows = np.flatnonzero(has_pair)
+    first = nth_real_response(mask[rows], first_pos[rows])
+    second = nth_real_response(mask[rows], second_pos[rows])
+    return PickedPairs(rows.astype(np.int64), first, second)
+
+
 def random_distinct_pairs(rng: np.random.Generator, mask: np.ndarray, k: int) -> PickedPairs:
     """``k`` distinct pairs per prompt, uniformly at random, each in a random orientation.
 
-    Every ordered pair gets an i.i.d. uniform key; an unordered pair ranks by the larger of its
-    two keys (so all unordered pairs are equally likely to rank first, second, ...) and takes
-    that key's orientation (so each orientation is equally likely).
+    ``k = 1`` is ``random_ordered_pair``. For larger ``k`` every ordered pair gets an i.i.d.
+    uniform key; an unordered pair ranks by the larger of its two keys (so all unordered pairs
+    are equally likely to rank first, second, ...) and takes that key's orientation (so each
+    orientation is equally likely).
     """
+    if k == 1:
+        return random_ordered_pair(rng, mask)
     p, n = mask.shape
     keys = rng.random((p, n, n))
     return top_k_pairs(keys, pair_validity(mask), k)
@@ -146,20 +242,42 @@ def uniform_choice(rng: np.random.Generator, allowed: np.ndarray) -> tuple[np.nd
 
 @dataclass
 class PairLedger:
-    """Unordered pairs already taken per prompt, for rules that pick ``k`` pairs in rounds."""
+    """Unordered pairs already taken per prompt, for rules that pick ``k`` pairs in rounds.
 
-    valid: np.ndarray
-    taken: np.ndarray = field(init=False)
+    Nothing N x N is built before the first pair is recorded: until then the open pairs are
+    the legal ones, and the per-response queries (``has_partner``, ``partners``) need only the
+    (P, N) mask, so a one-pair call costs O(P N).
+    """
 
-    def __post_init__(self) -> None:
-        self.taken = np.zeros_like(self.valid)
+    mask: np.ndarray
+    taken: np.ndarray | None = field(default=None, init=False)
 
     def open_pairs(self) -> np.ndarray:
-        """(P, N, N): legal pairs not taken yet (symmetric when ``valid`` is)."""
-        return self.valid & ~self.taken
+        """(P, N, N): legal pairs not taken yet (symmetric)."""
+        valid = pair_validity(self.mask)
+        return valid if self.taken is None else valid & ~self.taken
+
+    def has_partner(self) -> np.ndarray:
+        """(P, N): responses with at least one open pair."""
+        if self.taken is None:
+            return self.mask & (np.count_nonzero(self.mask, axis=1) >= 2)[:, None]
+        return np.any(self.open_pairs(), axis=2)
+
+    def partners(self, first: np.ndarray) -> np.ndarray:
+        """(P, N): the responses whose pair with ``first[p]`` is open (row ``first`` of
+        ``open_pairs``)."""
+        rows = np.arange(self.mask.shape[0])
+        columns = np.arange(self.mask.shape[1])
+        open_row = self.mask[rows, first][:, None] & self.mask & (columns != first[:, None])
+        if self.taken is not None:
+            open_row &= ~self.taken[rows, first]
+        return open_row
 
     def add(self, active: np.ndarray, first: np.ndarray, second: np.ndarray) -> None:
         """Mark ``(first, second)`` and its mirror as taken for the active prompts."""
+        if self.taken is None:
+            p, n = self.mask.shape
+            self.taken = np.zeros((p, n, n), dtype=bool)
         rows = np.flatnonzero(active)
         self.taken[rows, first[rows], second[rows]] = True
         self.taken[rows, second[rows], first[rows]] = True

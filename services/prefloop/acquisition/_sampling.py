@@ -19,7 +19,6 @@ from prefloop.acquisition._pairs import (
     PairLedger,
     PickedPairs,
     RoundResults,
-    pair_validity,
     uniform_choice,
 )
 
@@ -67,9 +66,13 @@ def retry_partner(
     fallback, _ = uniform_choice(rng, partners)
     if max_iterations == 0:
         return fallback, np.ones(p, dtype=bool)
-    z = rng.uniform(-1.0, 1.0, size=(max_iterations, p, n))
-    samples = sign * mean[None] + beta * z * std[None]
-    winners = np.argmax(np.where(mask[None], samples, -np.inf), axis=-1)  # (tries, P)
+    samples = rng.uniform(-1.0, 1.0, size=(max_iterations, p, n))  # z, scaled in place
+    samples *= beta
+    samples *= std[None]
+    samples += (sign * mean)[None]  # = sign * mu + beta * z * sigma, the same rounding
+    if not mask.all():
+        samples[:, ~mask] = -np.inf
+    winners = np.argmax(samples, axis=-1)  # (tries, P)
     accepted = partners[rows[None, :], winners]
     first_ok = np.argmax(accepted, axis=0)
     any_ok = accepted.any(axis=0)
@@ -94,17 +97,16 @@ def thompson_rounds(
     ``second_pick`` gets it, the (P, N) untaken ``partners`` of it and the (P,) ``active`` rows.
     Returns the stacked picks and their scores.
     """
-    rows = np.arange(mask.shape[0])
-    ledger = PairLedger(pair_validity(mask))
+    ledger = PairLedger(mask)
     results = RoundResults()
-    for _ in range(rounds):
-        open_pairs = ledger.open_pairs()
-        has_partner = np.any(open_pairs, axis=2)
+    for round_index in range(rounds):
+        has_partner = ledger.has_partner()
         active = np.any(has_partner, axis=1)
         if not active.any():
             break
         first = thompson_pick(rng, mean, std, beta, has_partner)
-        second, score = second_pick(first, open_pairs[rows, first], active)
-        ledger.add(active, first, second)
+        second, score = second_pick(first, ledger.partners(first), active)
         results.append(active, first, second, score)
+        if round_index + 1 < rounds:
+            ledger.add(active, first, second)
     return results.stack()

@@ -28,9 +28,8 @@ from prefloop.acquisition._pairs import (
     PairLedger,
     RoundResults,
     masked_pair_argmax,
-    pair_validity,
     random_distinct_pairs,
-    top_k_pairs,
+    top_k_difference_pairs,
     uniform_choice,
 )
 from prefloop.acquisition.base import AcquisitionError, AcquisitionInput, Selection
@@ -101,16 +100,15 @@ def maxmin(
     mask = checked_mask(inputs, rule)
     k = checked_pairs_per_prompt(pairs_per_prompt, rule)
     scores = ranking_scores(inputs, mask, by, rule)
-    gap = scores[:, :, None] - scores[:, None, :]
-    picked = top_k_pairs(gap, pair_validity(mask), k)
-    return picked.to_selection(score=picked.gather(gap))
+    picked, gap = top_k_difference_pairs(scores, scores, mask, k)
+    return picked.to_selection(score=gap)
 
 
 def _best_of_subset_round(
     rng: np.random.Generator,
     scores: np.ndarray,
     mask: np.ndarray,
-    open_pairs: np.ndarray,
+    open_pairs: np.ndarray | None,
     subset_size: np.ndarray,
     tries: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -118,7 +116,8 @@ def _best_of_subset_round(
 
     A try draws a uniform subset of ``subset_size[p]`` real responses per prompt; its best
     member by score (ties: the one drawn first) among those with an untaken partner inside the
-    subset is the first response. Returns ``(best, subset, accepted)`` of the first accepted try.
+    subset is the first response (``open_pairs`` None: nothing is taken yet). Returns
+    ``(best, subset, accepted)`` of the first accepted try.
     """
     p, n = mask.shape
     rows = np.arange(p)
@@ -129,9 +128,12 @@ def _best_of_subset_round(
         sorted_keys, np.broadcast_to(kth[None, :, None], (tries, p, 1)), axis=-1
     )
     in_subset = mask[None] & (keys >= threshold)
-    partner_counts = np.matmul(
-        open_pairs.astype(np.float32)[None], in_subset.astype(np.float32)[..., None]
-    )[..., 0]
+    if open_pairs is None:  # nothing taken yet: a member's partners are the other members
+        partner_counts = np.count_nonzero(in_subset, axis=-1)[..., None] - 1
+    else:
+        partner_counts = np.matmul(
+            open_pairs.astype(np.float32)[None], in_subset.astype(np.float32)[..., None]
+        )[..., 0]
     eligible = in_subset & (partner_counts > 0)
     top = np.where(eligible, scores[None], -np.inf).max(axis=-1, keepdims=True)
     tied = eligible & (scores[None] == top)
@@ -173,25 +175,27 @@ def ultrafeedback(
     size = np.minimum(subset_size, mask.sum(axis=1))
 
     rows = np.arange(mask.shape[0])
-    ledger = PairLedger(pair_validity(mask))
+    ledger = PairLedger(mask)
     results = RoundResults()
     fallbacks = 0
     for round_index in range(k):
-        open_pairs = ledger.open_pairs()
-        active = np.any(open_pairs, axis=(1, 2))
+        active = np.any(ledger.has_partner(), axis=1)
         if not active.any():
             break
         tries = 1 if round_index == 0 else _SUBSET_RETRIES  # round 0: every subset works
+        open_pairs = None if round_index == 0 else ledger.open_pairs()
         best, subset, ok = _best_of_subset_round(rng, scores, mask, open_pairs, size, tries)
-        other, _ = uniform_choice(rng, open_pairs[rows, best] & subset)
+        other, _ = uniform_choice(rng, ledger.partners(best) & subset)
         first, second = best, other
         if (active & ~ok).any():  # no untaken pair in any drawn subset: uniform untaken pair
-            any_a, any_b, _ = masked_pair_argmax(rng.random(open_pairs.shape), open_pairs)
+            untaken = ledger.open_pairs()
+            any_a, any_b, _ = masked_pair_argmax(rng.random(untaken.shape), untaken)
             swap = scores[rows, any_b] > scores[rows, any_a]
             first = np.where(ok, best, np.where(swap, any_b, any_a))
             second = np.where(ok, other, np.where(swap, any_a, any_b))
         fallbacks += int(np.count_nonzero(active & ~ok))
-        ledger.add(active, first, second)
+        if round_index + 1 < k:
+            ledger.add(active, first, second)
         results.append(active, first, second, scores[rows, first] - scores[rows, second])
     picked, gap = results.stack()
     return picked.to_selection(score=gap, info={"uniform_fallbacks": fallbacks})

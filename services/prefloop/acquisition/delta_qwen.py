@@ -50,13 +50,12 @@ def checked_ranking(model_ranking: Sequence[str], rule: str) -> dict[str, int]:
 def model_ranks(models: np.ndarray, mask: np.ndarray, rank_of: dict[str, int]) -> np.ndarray:
     """(P, N) rank of each response's model; -1 for padding and for unranked models.
 
-    Why: turns names into numbers once per distinct name, not once per prompt, so the rule
-    stays vectorised (https://arxiv.org/abs/2507.06187).
+    Why: turns names into numbers in one dictionary pass (no sort of the names), after which
+    the rule is vectorised (https://arxiv.org/abs/2507.06187).
     """
-    names = np.where(mask, models, "").astype(str)
-    unique, inverse = np.unique(names, return_inverse=True)
-    lookup = np.array([rank_of.get(str(name), -1) for name in unique], dtype=np.int64)
-    return np.where(mask, lookup[inverse.reshape(mask.shape)], -1)
+    names = np.where(mask, models, "").ravel().tolist()
+    ranks = np.fromiter((rank_of.get(str(name), -1) for name in names), np.int64, len(names))
+    return np.where(mask, ranks.reshape(mask.shape), -1)
 
 
 def _missing_models_message(
@@ -116,6 +115,11 @@ def delta_qwen(
         names = np.where(mask, models, "").astype(str)
         raise AcquisitionError(_missing_models_message(rule, bad_rows, names, mask, rank_of))
 
+    if k == 1:  # the first flat argmax of rank_j - rank_i: first strongest vs first weakest
+        first = np.argmax(ranked & (ranks == strongest[:, None]), axis=1)
+        second = np.argmax(ranks == weakest[:, None], axis=1)
+        gap = (weakest - strongest).astype(np.float64)
+        return Selection.per_prompt(first, second, score=gap, pseudo_label=np.ones_like(first))
     stronger = ranked[:, :, None] & (ranks[:, :, None] < ranks[:, None, :])
     valid = pair_validity(mask) & stronger
     gap = (ranks[:, None, :] - ranks[:, :, None]).astype(np.float64)

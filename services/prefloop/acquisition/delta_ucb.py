@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from prefloop.acquisition._checks import checked_confidence_inputs
-from prefloop.acquisition._pairs import pair_validity, top_k_pairs
+from prefloop.acquisition._pairs import top_k_difference_pairs
 from prefloop.acquisition.base import AcquisitionInput, Selection
 from prefloop.acquisition.registry import register
 
@@ -58,6 +58,5 @@ def delta_ucb(
     """
     rule = "delta_ucb"
     mask, mean, std, k, beta = checked_confidence_inputs(inputs, rule, beta, pairs_per_prompt)
-    gap = optimistic_gap(mean, std, beta)
-    picked = top_k_pairs(gap, pair_validity(mask), k)
-    return picked.to_selection(score=picked.gather(gap))
+    picked, gap = top_k_difference_pairs(mean + beta * std, mean - beta * std, mask, k)
+    return picked.to_selection(score=gap)

@@ -20,7 +20,7 @@ import numpy as np
 from scipy.special import expit
 
 from prefloop.acquisition._checks import checked_confidence_inputs
-from prefloop.acquisition._pairs import pair_validity, top_k_pairs
+from prefloop.acquisition._pairs import PickedPairs, pair_validity, top_k_pairs
 from prefloop.acquisition.base import AcquisitionInput, Selection
 from prefloop.acquisition.delta_ucb import optimistic_gap
 from prefloop.acquisition.registry import register
@@ -34,8 +34,30 @@ def preference_interval_width(mean: np.ndarray, std: np.ndarray, beta: float) ->
     Why: the uncertainty of a comparison's outcome, which InfoMax maximises and InfoGain uses
     for its second pick (https://arxiv.org/abs/2603.09692).
     """
-    x = optimistic_gap(mean, std, beta)
-    return np.asarray(expit(x) + expit(x.transpose(0, 2, 1)) - 1.0)
+    sig = np.asarray(expit(optimistic_gap(mean, std, beta)))
+    return np.asarray(sig + sig.transpose(0, 2, 1) - 1.0)
+
+
+def widest_interval_pair(
+    mean: np.ndarray, std: np.ndarray, beta: float, mask: np.ndarray
+) -> tuple[PickedPairs, np.ndarray]:
+    """InfoMax's single pair per prompt and its width, from the pairs ``i < j`` only.
+
+    Why: ``W`` is exactly symmetric, so its first flat argmax always lies above the diagonal;
+    evaluating the ``N (N - 1) / 2`` upper pairs in row-major order gives the same pair and
+    value as the full matrix with half the sigmoids (https://arxiv.org/abs/2603.09692).
+    """
+    n = mask.shape[1]
+    first, second = np.triu_indices(n, 1)
+    upper = mean + beta * std
+    lower = mean - beta * std
+    width = expit(upper[:, first] - lower[:, second]) + expit(upper[:, second] - lower[:, first])
+    width -= 1.0
+    legal = mask[:, first] & mask[:, second]
+    best = np.argmax(np.where(legal, width, -np.inf), axis=1)
+    rows = np.flatnonzero(legal.any(axis=1))
+    picked = PickedPairs(rows.astype(np.int64), first[best[rows]], second[best[rows]])
+    return picked, np.asarray(width[rows, best[rows]], dtype=np.float64)
 
 
 @register(
@@ -58,6 +80,9 @@ def infomax(
     """
     rule = "infomax"
     mask, mean, std, k, beta = checked_confidence_inputs(inputs, rule, beta, pairs_per_prompt)
+    if k == 1:
+        picked, best_width = widest_interval_pair(mean, std, beta, mask)
+        return picked.to_selection(score=best_width)
     width = preference_interval_width(mean, std, beta)
     picked = top_k_pairs(width, pair_validity(mask), k)
     return picked.to_selection(score=picked.gather(width))

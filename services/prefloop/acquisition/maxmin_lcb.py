@@ -32,7 +32,13 @@ from prefloop.acquisition._checks import (
     checked_confidence_inputs,
     checked_nonnegative,
 )
-from prefloop.acquisition._pairs import PairLedger, RoundResults, pair_validity
+from prefloop.acquisition._pairs import (
+    PairLedger,
+    PickedPairs,
+    RoundResults,
+    fill_illegal_pairs,
+    pair_validity,
+)
 from prefloop.acquisition.base import AcquisitionInput, Selection
 from prefloop.acquisition.registry import register
 
@@ -79,6 +85,48 @@ def random_tie_break(
     return np.argmax(np.where(ties, keys, -1.0), axis=-1)
 
 
+def opponent_major_lcb(mean: np.ndarray, std: np.ndarray, beta: float) -> np.ndarray:
+    """(P, N, N) with ``[p, j, i] = LCB[p, i, j] = (mu_i - mu_j) - beta (sigma_i + sigma_j)``.
+
+    Why: MaxMinLCB's payoff matrix (https://arxiv.org/abs/2406.16745) stored opponent-major, so
+    the leaders' worst cases are a minimum over axis 1 (an elementwise minimum of N rows, fast)
+    rather than over the short last axis; built in place with one temporary, with the same
+    rounding as ``diff - beta * spread``.
+    """
+    lcb = mean[:, None, :] - mean[:, :, None]
+    spread = std[:, :, None] + std[:, None, :]
+    if beta != 1.0:
+        spread *= beta
+    lcb -= spread
+    return lcb
+
+
+def single_game(
+    rng: np.random.Generator, lcb_t: np.ndarray, mask: np.ndarray, tol: float
+) -> tuple[PickedPairs, np.ndarray]:
+    """One leader/follower game per prompt on the full set of legal pairs.
+
+    Why: the default MaxMinLCB call (one pair, no candidate set) needs neither the pair ledger
+    nor a masked copy of the payoff: illegal entries of ``lcb_t`` (``opponent_major_lcb``:
+    diagonal, padding) are set to +inf in place, and the tie breaks draw exactly what the
+    general loop draws, so the picks are identical. Returns the picks and their ``LCB`` values.
+    """
+    p, n = mask.shape
+    rows = np.arange(p)
+    opponent = np.arange(n)
+    worst = fill_illegal_pairs(lcb_t, mask, np.inf).min(axis=1)
+    has_pair = np.count_nonzero(mask, axis=1) >= 2
+    can_lead = mask & has_pair[:, None]
+    best_worst = np.where(can_lead, worst, -np.inf).max(axis=1)
+    leader = random_tie_break(rng, worst, can_lead, best_worst, tol)
+    opponents = mask & (opponent[None, :] != leader[:, None])
+    payoff = lcb_t[rows, :, leader]
+    follower = random_tie_break(rng, payoff, opponents, worst[rows, leader], tol)
+    active = np.flatnonzero(has_pair)
+    picked = PickedPairs(active.astype(np.int64), leader[active], follower[active])
+    return picked, np.asarray(payoff[active, follower[active]], dtype=np.float64)
+
+
 @register(
     "maxmin_lcb",
     paper=MAXMINLCB_PAPER,
@@ -106,6 +154,9 @@ def maxmin_lcb(
     mask, mean, std, k, beta = checked_confidence_inputs(inputs, rule, beta, pairs_per_prompt)
     tol = checked_nonnegative(argmax_tol, rule, "argmax_tol")
     buffer = checked_nonnegative(decision_buffer, rule, "decision_buffer")
+    if k == 1 and not use_candidate_set:
+        picked, score = single_game(rng, opponent_major_lcb(mean, std, beta), mask, tol)
+        return picked.to_selection(score=score)
 
     diff = mean[:, :, None] - mean[:, None, :]
     spread = std[:, :, None] + std[:, None, :]
@@ -116,7 +167,7 @@ def maxmin_lcb(
     )
 
     rows = np.arange(mask.shape[0])
-    ledger = PairLedger(valid)
+    ledger = PairLedger(mask)
     results = RoundResults()
     for _ in range(k):
         open_pairs = ledger.open_pairs()

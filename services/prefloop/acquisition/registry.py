@@ -8,6 +8,7 @@ it and checks the invariants every rule promises (no self-pairs, no padded respo
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,12 +53,16 @@ class RuleInfo:
 
     def parameters(self) -> dict[str, Any]:
         """The rule's tunable parameters and their defaults (keyword-only args of ``fn``)."""
-        sig = inspect.signature(self.fn)
-        return {
-            k: p.default
-            for k, p in sig.parameters.items()
-            if p.kind is inspect.Parameter.KEYWORD_ONLY
-        }
+        return dict(_keyword_defaults(self.fn))
+
+
+@functools.cache
+def _keyword_defaults(fn: RuleFn) -> dict[str, Any]:
+    """``fn``'s keyword-only parameters and defaults, read once (``select`` checks every call)."""
+    sig = inspect.signature(fn)
+    return {
+        k: p.default for k, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
 
 
 _RULES: dict[str, RuleInfo] = {}
