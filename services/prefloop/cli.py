@@ -55,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tls-ca", type=Path, help="with --connect: CA / self-signed cert to trust")
     run.add_argument("--tls-server-name", help="with --connect: name to check in the certificate")
     run.add_argument("--auth-token-file", type=Path, help="with --connect: bearer token file")
+    run.add_argument(
+        "--retry-timeout-seconds",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="with --connect: how long a call keeps retrying a service that is down or "
+        "restarting before the run stops (exit 1; resume with --resume). Default: 600",
+    )
 
     from prefloop.rpc.serve import ROLES
 
@@ -93,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     from prefloop.bus.export import add_export_parser
 
     add_export_parser(sub)
+    from prefloop.bus.broker import add_broker_parser
+    from prefloop.rpc.up import add_up_parser
+
+    add_up_parser(sub)
+    add_broker_parser(sub)
     sub.add_parser("methods", help="list the acquisition rules")
     sub.add_parser("crd", help="print the ActiveRun CRD generated from the spec")
 
@@ -124,6 +137,14 @@ def main(argv: list[str] | None = None) -> int:
 
             print(load_activerun(args.manifest, args.overrides).to_yaml(), end="")
             return 0
+        if args.command == "up":
+            from prefloop.rpc.up import run_up
+
+            return run_up(args)
+        if args.command == "broker":
+            from prefloop.bus.broker import run_broker
+
+            return run_broker(args)
         if args.command == "export":
             from prefloop.bus.export import run_export
 
@@ -163,21 +184,32 @@ def _run(args: argparse.Namespace) -> int:
     from prefloop.rpc.clients import ClientConfig, connect_roles, parse_connect
 
     token = args.auth_token_file.read_text().strip() if args.auth_token_file else None
+    from prefloop.bus.base import BusError
+    from prefloop.rpc.retry import RoleCallError
+
     config = ClientConfig(
-        tls_ca=args.tls_ca, tls_server_name=args.tls_server_name, auth_token=token
+        tls_ca=args.tls_ca,
+        tls_server_name=args.tls_server_name,
+        auth_token=token,
+        retry_timeout_seconds=args.retry_timeout_seconds,
     )
-    connected = connect_roles(run, parse_connect(args.connect), config)
     try:
-        execute(
-            run,
-            manifest_dir=args.manifest.resolve().parent,
-            output=args.output,
-            resume=args.resume,
-            roles=connected.roles,
-            publisher=connected.publisher,
-        )
-    finally:
-        connected.close()
+        connected = connect_roles(run, parse_connect(args.connect), config)
+        try:
+            execute(
+                run,
+                manifest_dir=args.manifest.resolve().parent,
+                output=args.output,
+                resume=args.resume,
+                roles=connected.roles,
+                publisher=connected.publisher,
+                wait_ready=connected.wait_until_serving,
+            )
+        finally:
+            connected.close()
+    except (RoleCallError, BusError) as e:  # a runtime failure: one line, exit 1
+        print(f"prefloop: error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -99,11 +99,23 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=5.0,
         help="stop reading once no record arrived for this long (default: 5)",
     )
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        help="the run's directory: the export is checked against its latest checkpoint "
+        "(default: runs/NAME when it exists)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when the topic lacks rows the run's checkpoint has (default: warn)",
+    )
     return p
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Run ``prefloop export``; exit status 0 on success, 2 on a broker or data error."""
+    """Run ``prefloop export``; exit status 0 on success, 2 on a broker or data error, 1 with
+    ``--strict`` when the run's checkpoint holds rows the topic lacks (else only a warning)."""
     from prefloop.bus.kafka_bus import KafkaBus
 
     try:
@@ -132,4 +144,16 @@ def run_export(args: argparse.Namespace) -> int:
         )
     paths = ", ".join(str(p) for p in written.values())
     print(f"exported {len(rows)} rows of run {args.run}: {paths}")
+    from prefloop.bus.completeness import check_export
+
+    run_dir = args.run_dir or Path("runs") / args.run
+    check = check_export(rows, run_dir, include_pseudo_labels=args.include_pseudo_labels)
+    if check is not None and not check.complete:
+        print(f"prefloop: warning: {check.message(args.run)}", file=sys.stderr)
+        return 1 if args.strict else 0
+    if check is None and args.run_dir is not None:
+        print(
+            f"prefloop: warning: {args.run_dir} has no checkpoint to check against",
+            file=sys.stderr,
+        )
     return 0

@@ -14,24 +14,41 @@
   topic, which is what the trainer (annotations) and every reward replica (checkpoints) need.
 - **ensure_topics**: ``KafkaAdminClient.create_topics``; an existing topic is not an error, so
   several processes may race to create the same run's topics.
+
+Broker restarts. A restarted broker forgets the idempotent producer's id (every later send
+fails with ``UnknownProducerIdError`` or ``InitProducerId ... UnknownError``), and one with
+in-memory storage also forgets its topics. So ``publish`` treats any Kafka error as possibly
+fatal for the producer: it closes it, forgets which topics it knows, and retries with a fresh
+producer (re-creating missing topics) with backoff until ``recover_timeout_seconds`` pass; a
+re-sent message carries the same ``msg_id``s, which consumers ignore. Subscriptions remember
+their positions and, on a Kafka error, reconnect with a new consumer at those positions
+(``auto_offset_reset=earliest``: a position the broker no longer has restarts from the
+beginning, never skips). What a broker with in-memory storage lost stays lost: the services
+need a broker with durable storage (``prefloop broker``) for the topics to keep the whole run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prefloop.bus.base import BusError, Record
-from prefloop.bus.envelope import pack_records, unpack_message
+from prefloop.bus.envelope import PackedMessage, pack_records, unpack_message
 
 DEFAULT_PARTITIONS = 4
 DEFAULT_MAX_RECORDS_PER_MESSAGE = 500
 DEFAULT_MAX_MESSAGE_BYTES = 512 * 1024
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 """A single record larger than a batch (a checkpoint's state) may be this large."""
+DEFAULT_RECOVER_TIMEOUT_SECONDS = 120.0
+"""How long publish and poll keep reconnecting to a broker that went away."""
+RECOVER_BACKOFF_MAX_SECONDS = 2.0
+
+log = logging.getLogger("prefloop.bus.kafka")
 
 
 def _consumer_records(polled: dict[Any, list[Any]]) -> list[Record]:
@@ -57,6 +74,9 @@ class KafkaBus:
         replication_factor: replicas of the topics this bus creates.
         idle_poll_ms: the consumer's fetch wait; bounds how fast an idle period is noticed.
         compression_type: ``None``, ``"gzip"`` (built in) or any codec kafka-python has.
+        send_timeout_seconds: how long one attempt waits for its acknowledgements.
+        recover_timeout_seconds: how long publish / poll keep reconnecting after Kafka errors
+            (a broker restart) before raising :class:`BusError`.
     """
 
     def __init__(
@@ -73,6 +93,7 @@ class KafkaBus:
         idle_poll_ms: int = 100,
         compression_type: str | None = None,
         send_timeout_seconds: float = 60.0,
+        recover_timeout_seconds: float = DEFAULT_RECOVER_TIMEOUT_SECONDS,
     ) -> None:
         if not bootstrap_servers or ":" not in bootstrap_servers:
             raise ValueError(f"bootstrap_servers must be HOST:PORT, got {bootstrap_servers!r}")
@@ -91,6 +112,9 @@ class KafkaBus:
         self.replication_factor = replication_factor
         self.idle_poll_ms = idle_poll_ms
         self.send_timeout_seconds = send_timeout_seconds
+        self.recover_timeout_seconds = recover_timeout_seconds
+        self.reconnects = 0
+        """Producers and consumers replaced after a Kafka error (broker restarts survived)."""
         self._linger_ms = linger_ms
         self._compression_type = compression_type
         self._lock = threading.Lock()
@@ -124,6 +148,7 @@ class KafkaBus:
                         batch_size=max(16384, min(self.max_message_bytes, 1024 * 1024)),
                         max_request_size=self.max_request_bytes,
                         compression_type=self._compression_type,
+                        max_block_ms=int(min(self.send_timeout_seconds, 10.0) * 1000),
                     )
                 except KafkaError as exc:
                     raise BusError(
@@ -146,6 +171,7 @@ class KafkaBus:
                 max_partition_fetch_bytes=self.max_request_bytes,
                 fetch_max_bytes=max(self.max_request_bytes, 52_428_800),
                 max_poll_records=100_000,
+                auto_offset_reset="earliest",
             )
         except KafkaError as exc:
             raise BusError(f"cannot connect a consumer to {self.bootstrap_servers}: {exc}") from exc
@@ -220,7 +246,11 @@ class KafkaBus:
 
     # -- Bus ----------------------------------------------------------------------------------
     def publish(self, topic: str, records: Iterable[Record]) -> None:
-        """Pack the records per key, send them with acks=all and wait for every acknowledgement."""
+        """Pack the records per key, send them with acks=all and wait for every acknowledgement.
+
+        Kafka errors (a broker restart) are retried with a fresh producer until
+        ``recover_timeout_seconds`` pass; then :class:`BusError`.
+        """
         from kafka.errors import KafkaError
 
         messages = pack_records(
@@ -234,23 +264,55 @@ class KafkaBus:
                 f"{topic}: a record of key {too_big[0].key!r} encodes to "
                 f"{len(too_big[0].payload)} bytes, over max_request_bytes={self.max_request_bytes}"
             )
-        self.ensure_topics([topic])
-        producer = self._get_producer()
-        futures = []
-        try:
-            for m in messages:
-                futures.append(producer.send(topic, key=m.key.encode("utf-8"), value=m.payload))
-            producer.flush(timeout=self.send_timeout_seconds)
-            for f in futures:
-                f.get(timeout=self.send_timeout_seconds)
-        except KafkaError as exc:
-            raise BusError(
-                f"{topic}: publishing {len(messages)} message(s) to {self.bootstrap_servers} "
-                f"failed: {exc!r}"
-            ) from exc
+        give_up_at = time.monotonic() + self.recover_timeout_seconds
+        pause = 0.1
+        while True:
+            try:
+                self._send_all(topic, messages)
+                break
+            except (KafkaError, BusError) as exc:
+                if self._closed or time.monotonic() + pause > give_up_at:
+                    raise BusError(
+                        f"{topic}: publishing {len(messages)} message(s) to "
+                        f"{self.bootstrap_servers} failed: {exc!r}"
+                    ) from exc
+                log.warning(
+                    "%s: publish to %s failed (%r); reconnecting in %.1fs",
+                    topic,
+                    self.bootstrap_servers,
+                    exc,
+                    pause,
+                )
+                self._reset_producer()
+                time.sleep(pause)
+                pause = min(RECOVER_BACKOFF_MAX_SECONDS, pause * 2)
         with self._lock:
             self.messages_sent += len(messages)
             self.records_sent += sum(m.num_records for m in messages)
+
+    def _send_all(self, topic: str, messages: list[PackedMessage]) -> None:
+        """One attempt: make sure the topic exists, send, wait for every acknowledgement."""
+        self.ensure_topics([topic])
+        producer = self._get_producer()
+        futures = [
+            producer.send(topic, key=m.key.encode("utf-8"), value=m.payload) for m in messages
+        ]
+        producer.flush(timeout=self.send_timeout_seconds)
+        for f in futures:
+            f.get(timeout=self.send_timeout_seconds)
+
+    def _reset_producer(self) -> None:
+        """Drop the producer (its id may be unknown to a restarted broker) and the topic cache
+        (a broker with in-memory storage forgot its topics); the next attempt recreates both."""
+        with self._lock:
+            producer, self._producer = self._producer, None
+            admin, self._admin = self._admin, None
+            self._known_topics.clear()
+            self.reconnects += 1
+        for client in (producer, admin):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close(**({"timeout": 0.5} if client is producer else {}))
 
     def read_all(self, topic: str, timeout_seconds: float = 5.0) -> Iterator[Record]:
         """Every record of ``topic`` from the beginning, until ``timeout_seconds`` pass idle.
@@ -295,19 +357,34 @@ class KafkaBus:
         idempotent consumer ignores.
         """
         self.ensure_topics([topic])
+        consumer, _ = self._open_follower(topic, None if from_beginning else "end")
+        return KafkaSubscription(self, consumer, topic)
+
+    def _open_follower(
+        self, topic: str, positions: dict[int, int] | str | None
+    ) -> tuple[Any, list[Any]]:
+        """A consumer assigned every partition of ``topic``, placed at ``positions``.
+
+        ``positions``: None = the beginning, ``"end"`` = the end, or partition -> next offset
+        (partitions missing from the map start at the beginning).
+        """
         consumer = self._new_consumer()
         try:
             tps = self._assign_all(consumer, topic)
-            if from_beginning:
-                consumer.seek_to_beginning(*tps)
-            else:
+            if positions == "end":
                 consumer.seek_to_end(*tps)
+            else:
+                consumer.seek_to_beginning(*tps)
+                if isinstance(positions, dict):
+                    for tp in tps:
+                        if tp.partition in positions:
+                            consumer.seek(tp, positions[tp.partition])
             for tp in tps:
                 consumer.position(tp)
         except BaseException:
             consumer.close()
             raise
-        return KafkaSubscription(consumer, topic)
+        return consumer, tps
 
     def close(self) -> None:
         """Flush and close the producer and the admin client."""
@@ -324,11 +401,20 @@ class KafkaBus:
 
 
 class KafkaSubscription:
-    """A group-less consumer assigned every partition of one topic (use from one thread)."""
+    """A group-less consumer assigned every partition of one topic (use from one thread).
 
-    def __init__(self, consumer: Any, topic: str) -> None:
-        self._consumer = consumer
+    It remembers the next offset of every partition it has returned records from; after a Kafka
+    error (the broker restarted) it replaces its consumer with a new one at those offsets,
+    re-creating the topic if the broker lost it, for up to the bus's
+    ``recover_timeout_seconds``.
+    """
+
+    def __init__(self, bus: KafkaBus, consumer: Any, topic: str) -> None:
+        self._bus = bus
+        self._consumer: Any = consumer
         self.topic = topic
+        self.positions: dict[int, int] = {}
+        """Partition -> the offset after the last record returned."""
         self._closed = False
 
     def poll(self, timeout_seconds: float) -> list[Record]:
@@ -338,19 +424,47 @@ class KafkaSubscription:
         if self._closed:
             raise BusError(f"subscription to {self.topic} is closed")
         deadline = time.monotonic() + max(0.0, timeout_seconds)
-        try:
-            while True:
-                remaining_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
-                polled = self._consumer.poll(timeout_ms=remaining_ms)
-                if polled:
-                    return _consumer_records(polled)
-                if remaining_ms <= 0:
-                    return []
-        except KafkaError as exc:
-            raise BusError(f"polling {self.topic} failed: {exc}") from exc
+        give_up_at: float | None = None
+        while True:
+            try:
+                return self._poll_until(deadline)
+            except (KafkaError, BusError) as exc:
+                now = time.monotonic()
+                give_up_at = give_up_at or now + self._bus.recover_timeout_seconds
+                if self._closed or now > give_up_at:
+                    raise BusError(f"polling {self.topic} failed: {exc!r}") from exc
+                log.warning("%s: consumer failed (%r); reconnecting", self.topic, exc)
+                self._reconnect()
+                time.sleep(min(RECOVER_BACKOFF_MAX_SECONDS, max(0.0, deadline - now)))
+
+    def _poll_until(self, deadline: float) -> list[Record]:
+        if self._consumer is None:
+            self._consumer, _ = self._bus._open_follower(self.topic, dict(self.positions))
+        while True:
+            remaining_ms = int(max(0.0, deadline - time.monotonic()) * 1000)
+            polled = self._consumer.poll(timeout_ms=remaining_ms)
+            if polled:
+                for tp, messages in polled.items():
+                    if messages:
+                        self.positions[tp.partition] = messages[-1].offset + 1
+                return _consumer_records(polled)
+            if remaining_ms <= 0:
+                return []
+
+    def _reconnect(self) -> None:
+        """Close the consumer; the next poll opens a new one at the remembered positions."""
+        consumer, self._consumer = self._consumer, None
+        self._bus.reconnects += 1
+        self._bus._known_topics.discard(self.topic)
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                consumer.close()
+        with contextlib.suppress(BusError):
+            self._bus.ensure_topics([self.topic])
 
     def close(self) -> None:
         """Close the consumer (its connections to the broker)."""
         if not self._closed:
             self._closed = True
-            self._consumer.close()
+            if self._consumer is not None:
+                self._consumer.close()

@@ -9,6 +9,7 @@ and ``checkpoints/`` (what ``--resume`` continues from).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +50,13 @@ def execute(
     roles: Roles | None = None,
     console: Console | None = None,
     publisher: RunPublisher | None = None,
+    wait_ready: Callable[[Callable[[str], None]], None] | None = None,
 ) -> RunResult:
     """Run to completion and write every output file; ``roles`` defaults to embedded ones.
 
     ``publisher`` (service mode with Kafka) also sends each round's records to the run's topics.
+    ``wait_ready`` (service mode) blocks until the role services are up before round 1; it gets
+    a function that prints one progress line.
     """
     console = console or Console(stderr=True)
     run_dir = run_dir_for(run, output)
@@ -70,6 +74,8 @@ def execute(
         f"(+{len(heldout)} held out), method [magenta]{spec.acquisition.method}[/], "
         f"batch {spec.batch_size}, seed {spec.seed} -> {run_dir}"
     )
+    if wait_ready is not None:
+        wait_ready(lambda line: console.print(line, markup=False, highlight=False))
     with Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),

@@ -2,10 +2,16 @@
 
 ``prefloop run RUN.yaml --connect generation=h:p,reward=h:p,acquisition=h:p,judge=h:p,
 trainer=h:p`` drives the same :class:`~prefloop.engine.round_engine.RoundEngine` through these.
-Every call has a deadline; UNAVAILABLE and DEADLINE_EXCEEDED are retried with bounded
-exponential backoff (a restarting service is unavailable for a few seconds). Retrying is safe
-because every RPC is idempotent: selection and scoring are pure, the judge answers a recorded
-pair from its log, and the trainer returns the recorded version of a round it already trained.
+Every call has a deadline and waits for the channel to be ready (``wait_for_ready``: a call to
+a service that is restarting blocks until it listens again instead of failing at once);
+UNAVAILABLE and DEADLINE_EXCEEDED are retried with exponential backoff and full jitter until the
+call's total time budget (``ClientConfig.retry_timeout_seconds``, 10 minutes by default: a model
+service may take minutes to reload) runs out. Then the call raises :class:`RoleCallError`, whose
+one-line message names the role, its address, the last status and the ``--resume`` remedy.
+Retrying is safe because every RPC is idempotent: selection and scoring are pure, the judge
+answers a recorded pair from its log, and the trainer returns the recorded version of a round
+it already trained. :func:`wait_until_serving` holds the driver until every role's health check
+says SERVING.
 
 The reward and trainer clients share a :class:`VersionTracker`: after round r trains version
 v, the next Score asks the reward service for ``min_model_version = v``.
@@ -23,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import numpy as np
@@ -43,6 +49,12 @@ from prefloop.rpc.convert import (
     pair_to_msg,
     selection_from_pairs,
     to_json,
+)
+from prefloop.rpc.retry import (
+    DEFAULT_RETRY_TIMEOUT_SECONDS,
+    CallKwargs,
+    RetryingCaller,
+    wait_until_serving,
 )
 from prefloop.rpc.server import DEFAULT_MAX_MESSAGE_BYTES
 from prefloop.rpc.tensors import to_tensor
@@ -64,8 +76,6 @@ from prefloop.v1 import (
 log = logging.getLogger("prefloop.rpc.clients")
 
 ROLE_NAMES = ("generation", "reward", "acquisition", "judge", "trainer")
-RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-T = TypeVar("T")
 
 
 class ConnectError(ValueError):
@@ -106,15 +116,22 @@ class ClientConfig:
     Attributes:
         tls_ca: PEM of the CA (or self-signed certificate) to trust; None = plaintext.
         tls_server_name: override of the name checked against the certificate.
-        auth_token: bearer token sent with every call.
+        auth_token: bearer token sent with every call; left out of ``repr`` (and so of every
+            log line and traceback that shows the config).
         deadlines: per-role deadline in seconds of each call.
-        max_attempts: calls per RPC before giving up on retryable errors.
-        backoff_initial / backoff_max: exponential backoff between attempts (seconds).
+        retry_timeout_seconds: total time budget of one call, retries included: how long the
+            driver keeps waiting for a service that is down or restarting before it gives up.
+        max_attempts: optional cap on the attempts per call (None: only the budget bounds them).
+        backoff_initial / backoff_max: the cap of the first pause between attempts and the
+            largest cap (seconds); the cap doubles per attempt and each pause is drawn
+            uniformly below it ("full jitter", so many clients do not retry in lock-step).
+        reconnect_backoff_max_ms: the longest gRPC waits between two connection attempts of a
+            channel (its default, 2 minutes, would leave a restarted service unnoticed).
     """
 
     tls_ca: Path | None = None
     tls_server_name: str | None = None
-    auth_token: str | None = None
+    auth_token: str | None = field(default=None, repr=False)
     deadlines: dict[str, float] = field(
         default_factory=lambda: {
             "generation": 600.0,
@@ -124,9 +141,11 @@ class ClientConfig:
             "trainer": 600.0,
         }
     )
-    max_attempts: int = 12
+    retry_timeout_seconds: float = DEFAULT_RETRY_TIMEOUT_SECONDS
+    max_attempts: int | None = None
     backoff_initial: float = 0.2
-    backoff_max: float = 5.0
+    backoff_max: float = 10.0
+    reconnect_backoff_max_ms: int = 2000
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -139,6 +158,9 @@ def open_channel(address: str, config: ClientConfig) -> grpc.Channel:
     options: list[tuple[str, Any]] = [
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.initial_reconnect_backoff_ms", min(200, config.reconnect_backoff_max_ms)),
+        ("grpc.min_reconnect_backoff_ms", min(200, config.reconnect_backoff_max_ms)),
+        ("grpc.max_reconnect_backoff_ms", config.reconnect_backoff_max_ms),
     ]
     if config.tls_ca is None:
         return grpc.insecure_channel(address, options=options)
@@ -146,39 +168,6 @@ def open_channel(address: str, config: ClientConfig) -> grpc.Channel:
         options.append(("grpc.ssl_target_name_override", config.tls_server_name))
     creds = grpc.ssl_channel_credentials(root_certificates=Path(config.tls_ca).read_bytes())
     return grpc.secure_channel(address, creds, options=options)
-
-
-class RetryingCaller:
-    """Calls an RPC with a deadline, retrying UNAVAILABLE / DEADLINE_EXCEEDED with backoff."""
-
-    def __init__(self, role: str, config: ClientConfig) -> None:
-        self.role = role
-        self.config = config
-        self.retries = 0
-
-    def call(self, name: str, fn: Callable[[float, tuple[tuple[str, str], ...]], T]) -> T:
-        """``fn(timeout, metadata)`` until it succeeds, fails for good, or attempts run out."""
-        delay = self.config.backoff_initial
-        timeout = self.config.deadlines[self.role]
-        for attempt in range(1, self.config.max_attempts + 1):
-            try:
-                return fn(timeout, self.config.metadata())
-            except grpc.RpcError as e:
-                code = e.code() if hasattr(e, "code") else None
-                if code not in RETRYABLE or attempt == self.config.max_attempts:
-                    raise
-                self.retries += 1
-                log.warning(
-                    "%s.%s: %s (attempt %d), retrying in %.1fs",
-                    self.role,
-                    name,
-                    code,
-                    attempt,
-                    delay,
-                )
-                time.sleep(delay)
-                delay = min(self.config.backoff_max, delay * 2)
-        raise AssertionError("unreachable")
 
 
 @dataclass
@@ -191,10 +180,12 @@ class VersionTracker:
 class GenerationClient:
     """GenerationRole over GenerationService.Generate (server streaming)."""
 
-    def __init__(self, run: ActiveRun, channel: grpc.Channel, config: ClientConfig) -> None:
+    def __init__(
+        self, run: ActiveRun, channel: grpc.Channel, config: ClientConfig, address: str = ""
+    ) -> None:
         self.run_name = run.metadata.name
         self.stub = generation_pb2_grpc.GenerationServiceStub(channel)
-        self.caller = RetryingCaller("generation", config)
+        self.caller = RetryingCaller("generation", config, address)
 
     def generate(self, items: list[PromptItem], *, seed: int) -> list[PromptItem]:
         request = generation_pb2.GenerateRequest(
@@ -203,9 +194,9 @@ class GenerationClient:
             seed=seed,
         )
 
-        def do(timeout: float, md: tuple[tuple[str, str], ...]) -> list[PromptItem]:
+        def do(kwargs: CallKwargs) -> list[PromptItem]:
             stream: Iterable[generation_pb2.GenerateResponse] = self.stub.Generate(
-                request, timeout=timeout, metadata=md
+                request, **kwargs
             )
             return [item_from_msg(r.prompt, "prompt") for r in stream]
 
@@ -226,10 +217,11 @@ class RewardClient:
         channel: grpc.Channel,
         config: ClientConfig,
         tracker: VersionTracker,
+        address: str = "",
     ) -> None:
         self.run_name = run.metadata.name
         self.stub = reward_pb2_grpc.RewardServiceStub(channel)
-        self.caller = RetryingCaller("reward", config)
+        self.caller = RetryingCaller("reward", config, address)
         self.tracker = tracker
 
     def score(self, items: list[PromptItem], mask: np.ndarray) -> RewardScores:
@@ -240,9 +232,7 @@ class RewardClient:
             min_model_version=self.tracker.version,
             include_features=True,
         )
-        est = self.caller.call(
-            "Score", lambda t, md: self.stub.Score(request, timeout=t, metadata=md)
-        )
+        est = self.caller.call("Score", lambda kw: self.stub.Score(request, **kw))
         arrays = estimate_arrays(est, "RewardEstimate")
         mean, std, samples = arrays["mean"], arrays["std"], arrays["samples"]
         assert mean is not None and std is not None
@@ -270,27 +260,25 @@ class RewardClient:
             prompts=[item_to_msg(it) for it in items],
             min_model_version=self.tracker.version,
         )
-        reply = self.caller.call(
-            "Evaluate", lambda t, md: self.stub.Evaluate(request, timeout=t, metadata=md)
-        )
+        reply = self.caller.call("Evaluate", lambda kw: self.stub.Evaluate(request, **kw))
         return dict(reply.metrics)
 
 
 class AcquisitionClient:
     """AcquisitionRole over AcquisitionService.Select."""
 
-    def __init__(self, run: ActiveRun, channel: grpc.Channel, config: ClientConfig) -> None:
+    def __init__(
+        self, run: ActiveRun, channel: grpc.Channel, config: ClientConfig, address: str = ""
+    ) -> None:
         self.run_name = run.metadata.name
         self.stub = acquisition_pb2_grpc.AcquisitionServiceStub(channel)
-        self.caller = RetryingCaller("acquisition", config)
+        self.caller = RetryingCaller("acquisition", config, address)
 
     def select(
         self, inputs: AcquisitionInput, *, method: str, params: dict[str, Any], seed: int
     ) -> Selection:
         request = select_request(self.run_name, inputs, method=method, params=params, seed=seed)
-        reply = self.caller.call(
-            "Select", lambda t, md: self.stub.Select(request, timeout=t, metadata=md)
-        )
+        reply = self.caller.call("Select", lambda kw: self.stub.Select(request, **kw))
         info = json.loads(reply.info_json) if reply.info_json else {}
         return selection_from_pairs(reply.pairs, info)
 
@@ -329,11 +317,12 @@ class JudgeClient:
         config: ClientConfig,
         name: str,
         tracker: VersionTracker | None = None,
+        address: str = "",
     ) -> None:
         self.run_name = run.metadata.name
         self.name = name
         self.stub = judge_pb2_grpc.JudgeServiceStub(channel)
-        self.caller = RetryingCaller("judge", config)
+        self.caller = RetryingCaller("judge", config, address)
         self.tracker = tracker or VersionTracker()
         self.new_calls = 0
 
@@ -342,9 +331,7 @@ class JudgeClient:
             run=common_pb2.RunRef(run=self.run_name, round=self.tracker.version),
             pairs=[judge_request_to_msg(r) for r in requests],
         )
-        reply = self.caller.call(
-            "Judge", lambda t, md: self.stub.Judge(request, timeout=t, metadata=md)
-        )
+        reply = self.caller.call("Judge", lambda kw: self.stub.Judge(request, **kw))
         self.new_calls += int(reply.new_calls)
         return [judgement_from_msg(a) for a in reply.annotations]
 
@@ -369,10 +356,11 @@ class TrainerClient:
         config: ClientConfig,
         tracker: VersionTracker,
         pairs_by_id: bool = False,
+        address: str = "",
     ) -> None:
         self.run_name = run.metadata.name
         self.stub = trainer_pb2_grpc.TrainerServiceStub(channel)
-        self.caller = RetryingCaller("trainer", config)
+        self.caller = RetryingCaller("trainer", config, address)
         self.tracker = tracker
         self.pairs_by_id = pairs_by_id
 
@@ -395,9 +383,7 @@ class TrainerClient:
             request.pair_ids.extend(p.pair_id for p in pairs)
         else:
             request.pairs.extend(pair_to_msg(p) for p in pairs)
-        reply = self.caller.call(
-            "Train", lambda t, md: self.stub.Train(request, timeout=t, metadata=md)
-        )
+        reply = self.caller.call("Train", lambda kw: self.stub.Train(request, **kw))
         self.tracker.version = int(reply.model_version)
         return TrainResult(int(reply.model_version), dict(reply.metrics))
 
@@ -416,9 +402,7 @@ class TrainerClient:
             )
         version = int(json.loads(ref.read_text())["version"])
         request = trainer_pb2.RestoreRequest(run=self.run_name, version=version)
-        self.caller.call(
-            "Restore", lambda t, md: self.stub.Restore(request, timeout=t, metadata=md)
-        )
+        self.caller.call("Restore", lambda kw: self.stub.Restore(request, **kw))
         self.tracker.version = version
 
 
@@ -430,6 +414,19 @@ class ConnectedRoles:
     channels: list[grpc.Channel]
     judge: JudgeClient
     publisher: RunPublisher | None = None
+    endpoints: dict[str, str] = field(default_factory=dict)
+    config: ClientConfig = field(default_factory=ClientConfig)
+    by_role: dict[str, grpc.Channel] = field(default_factory=dict)
+
+    def wait_until_serving(self, report: Callable[[str], None] | None = None) -> None:
+        """Block until every role's health check says SERVING (one ``report`` line per role).
+
+        Why: started together, the services take different times to load their models; the
+        driver must not start round 1 (and retry its way through) before all of them are up.
+        """
+        wait_until_serving(
+            {r: (self.endpoints[r], self.by_role[r]) for r in ROLE_NAMES}, self.config, report
+        )
 
     def close(self) -> None:
         for ch in self.channels:
@@ -459,14 +456,28 @@ def connect_roles(
         publisher.ensure_topics()
     channels = {role: open_channel(endpoints[role], config) for role in ROLE_NAMES}
     tracker = VersionTracker()
-    judge = JudgeClient(run, channels["judge"], config, build_judge(run).name, tracker)
+    ep = endpoints
+    judge = JudgeClient(run, channels["judge"], config, build_judge(run).name, tracker, ep["judge"])
     roles = Roles(
-        generation=GenerationClient(run, channels["generation"], config),
-        reward=RewardClient(run, channels["reward"], config, tracker),
-        acquisition=AcquisitionClient(run, channels["acquisition"], config),
+        generation=GenerationClient(run, channels["generation"], config, ep["generation"]),
+        reward=RewardClient(run, channels["reward"], config, tracker, ep["reward"]),
+        acquisition=AcquisitionClient(run, channels["acquisition"], config, ep["acquisition"]),
         judge=judge,
         trainer=TrainerClient(
-            run, channels["trainer"], config, tracker, pairs_by_id=publisher is not None
+            run,
+            channels["trainer"],
+            config,
+            tracker,
+            pairs_by_id=publisher is not None,
+            address=ep["trainer"],
         ),
     )
-    return ConnectedRoles(roles, list(channels.values()), judge, publisher)
+    return ConnectedRoles(
+        roles,
+        list(channels.values()),
+        judge,
+        publisher,
+        endpoints=dict(endpoints),
+        config=config,
+        by_role=channels,
+    )
