@@ -44,6 +44,53 @@ def thompson_pick(
     return np.argmax(np.where(eligible, sample, -np.inf), axis=-1)
 
 
+def skip_doubles(rng: np.random.Generator, count: int) -> None:
+    """Leave ``rng`` in the state it would have after drawing ``count`` doubles.
+
+    Why: the retries below stop drawing once every prompt has its answer, yet the generator
+    must end where drawing all of them would leave it (a caller may keep using it). PCG64-type
+    generators jump ahead in O(log count) (one 64-bit draw per double; the buffered 32-bit
+    half-word is kept); any other generator draws and discards.
+    """
+    bit_generator = rng.bit_generator
+    if isinstance(bit_generator, np.random.PCG64 | np.random.PCG64DXSM):
+        before = bit_generator.state
+        bit_generator.advance(count)
+        after = bit_generator.state
+        after["has_uint32"], after["uinteger"] = before["has_uint32"], before["uinteger"]
+        bit_generator.state = after
+        return
+    chunk = 1 << 20
+    while count > 0:
+        rng.random(min(count, chunk))
+        count -= chunk
+
+
+def can_ever_win(
+    mean: np.ndarray, std: np.ndarray, beta: float, mask: np.ndarray, sign: float
+) -> np.ndarray:
+    """(P, N): responses that can be the argmax of a draw ``sign * mu + beta * z * sigma``.
+
+    Why: ``z`` lies in [-1, 1), so (rounding is monotone) every draw of response ``j`` lies in
+    ``[sign mu_j - beta sigma_j, sign mu_j + beta sigma_j]`` as computed in floating point; a
+    response whose highest draw is below another real response's lowest draw never wins, and
+    a prompt whose allowed partners all never win can stop retrying at once.
+    """
+    offset = sign * mean
+    spread = beta * std
+    highest = offset + spread
+    lowest = np.where(mask, offset - spread, -np.inf)
+    rows = np.arange(mean.shape[0])
+    top = np.argmax(lowest, axis=1)
+    top_value = lowest[rows, top]
+    lowest[rows, top] = -np.inf
+    runner_up = lowest.max(axis=1)
+    best_other = np.where(
+        np.arange(mean.shape[1])[None, :] == top[:, None], runner_up[:, None], top_value[:, None]
+    )
+    return mask & ~(best_other > highest)
+
+
 def retry_partner(
     rng: np.random.Generator,
     mean: np.ndarray,
@@ -60,24 +107,33 @@ def retry_partner(
     accepted when its argmax is in ``partners`` (P, N) (not the first arm, not already paired
     with it). Returns ``(second, fell_back)``: the first accepted retry per prompt, or a uniform
     pick among ``partners`` where all ``max_iterations`` retries failed.
+
+    The retries are the blocks of one ``(max_iterations, P, N)`` draw, drawn one block at a
+    time and evaluated only for the prompts still waiting (those that can still accept, per
+    ``can_ever_win``); once none waits the generator skips the remaining blocks. The picks and
+    the generator's final state are those of drawing every block.
     """
     p, n = mean.shape
-    rows = np.arange(p)
     fallback, _ = uniform_choice(rng, partners)
-    if max_iterations == 0:
-        return fallback, np.ones(p, dtype=bool)
-    samples = rng.uniform(-1.0, 1.0, size=(max_iterations, p, n))  # z, scaled in place
-    samples *= beta
-    samples *= std[None]
-    samples += (sign * mean)[None]  # = sign * mu + beta * z * sigma, the same rounding
-    if not mask.all():
-        samples[:, ~mask] = -np.inf
-    winners = np.argmax(samples, axis=-1)  # (tries, P)
-    accepted = partners[rows[None, :], winners]
-    first_ok = np.argmax(accepted, axis=0)
-    any_ok = accepted.any(axis=0)
-    second = np.where(any_ok, winners[first_ok, rows], fallback)
-    return second, ~any_ok
+    second = fallback.copy()
+    fell_back = np.ones(p, dtype=bool)
+    waiting = np.flatnonzero(np.any(partners & can_ever_win(mean, std, beta, mask, sign), axis=1))
+    offset = sign * mean
+    for block in range(max_iterations):
+        if waiting.size == 0:
+            skip_doubles(rng, (max_iterations - block) * p * n)
+            break
+        samples = rng.uniform(-1.0, 1.0, size=(p, n))[waiting]  # z, scaled in place
+        samples *= beta
+        samples *= std[waiting]
+        samples += offset[waiting]  # = sign * mu + beta * z * sigma, the same rounding
+        samples[~mask[waiting]] = -np.inf
+        winners = np.argmax(samples, axis=1)
+        accepted = partners[waiting, winners]
+        second[waiting[accepted]] = winners[accepted]
+        fell_back[waiting[accepted]] = False
+        waiting = waiting[~accepted]
+    return second, fell_back
 
 
 def thompson_rounds(
