@@ -40,6 +40,14 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     sp.add_argument("--batch-rule-cap", type=int, default=10_000, help="max P for batch rules")
     sp.add_argument("--scoring-texts", type=int, default=256, help="real texts for MiniLM")
     sp.add_argument("--data", type=Path, default=None, help="texts for the embedder timing")
+    sp.add_argument(
+        "--against-floor",
+        action="store_true",
+        help="also time each rule's N x N pair-score matrix (its floor) and report the ratio",
+    )
+    sp.add_argument(
+        "--acquisition-only", action="store_true", help="skip the embedder / head timings"
+    )
     sp.add_argument("--out", type=Path, default=Path("bench-reports/speed"))
 
 
@@ -111,6 +119,8 @@ def run_bench(args: argparse.Namespace) -> int:
             scoring_texts=args.scoring_texts,
             data=args.data,
             out=args.out,
+            against_floor=args.against_floor,
+            acquisition_only=args.acquisition_only,
         )
         md = run_speed(scfg, console=console)
         console.print(f"report: {md}")

@@ -10,6 +10,13 @@
   throughput on random features, separately (responses/s).
 * training: ``train_steps`` steps/s per head.
 
+With ``against_floor`` every rule is also timed against its floor: computing the rule's N x N
+pair-score matrix once, the least any rule that looks at every pair must spend (``FLOOR_OF``:
+the optimistic gap ``UB_i - LB_j`` for DeltaUCB / DeltaQuantile, the Bradley-Terry interval
+width for InfoMax / InfoGain, ``LCB[i, j]`` for MaxMinLCB, the judge-score gap for MaxMin /
+UltraFeedback, the mean gap ``mu_i - mu_j`` for every other rule), and the ratio is reported.
+``acquisition_only`` skips the scoring and training parts.
+
 Writes ``acquisition.csv``, ``scoring.csv``, ``training.csv``, ``speed.md`` and
 ``acquisition_loglog.png`` (seconds per call against P, log-log, one line per rule).
 """
@@ -25,6 +32,7 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
+from scipy.special import expit
 
 from prefloop.acquisition import AcquisitionInput, get_rule, rule_names, select
 from prefloop.bench.report import write_csv
@@ -33,6 +41,18 @@ SAMPLES = 8
 FEATURE_DIM = 16
 PREF_DIM = 8
 MODELS = [f"model-{i:02d}" for i in range(32)]
+FLOOR_TARGET = 3.0
+"""A rule should take at most this many times its floor (issue 7)."""
+FLOOR_OF = {
+    "delta_ucb": "optimistic_gap",
+    "delta_quantile": "optimistic_gap",
+    "infomax": "interval_width",
+    "infogain": "interval_width",
+    "maxmin_lcb": "lcb",
+    "maxmin": "judge_gap",
+    "ultrafeedback": "judge_gap",
+}
+"""The pair-score matrix each rule is timed against; ``mean_gap`` for the others."""
 
 
 @dataclass
@@ -49,6 +69,8 @@ class SpeedConfig:
     scoring_texts: int = 256
     data: Path | None = None
     heads: list[str] = field(default_factory=lambda: ["ensemble", "epinet", "bgpm"])
+    against_floor: bool = False
+    acquisition_only: bool = False
 
 
 def synthetic_input(
@@ -101,22 +123,61 @@ def _rule_setup(name: str) -> tuple[frozenset[str], dict[str, Any]]:
     return frozenset(needs), params
 
 
-def time_rule(name: str, p: int, n: int, repeats: int, seed: int = 0) -> dict[str, Any]:
-    """Median seconds of ``repeats`` calls and the peak traced memory of one more call."""
+def pair_score_floor(kind: str, inputs: AcquisitionInput) -> np.ndarray:
+    """The (P, N, N) pair-score matrix of floor ``kind``, computed once, as the papers write it.
+
+    Why: the cost a pair-ranking rule cannot avoid (every rule reads every pair of a prompt at
+    least once), so ``rule seconds / floor seconds`` says how much the rule spends on top.
+    Beta is 1, the rules' default.
+    """
+    mean, std = inputs.mean, inputs.std
+    if kind == "optimistic_gap":
+        return (mean + std)[:, :, None] - (mean - std)[:, None, :]
+    if kind == "interval_width":
+        upper, lower = mean + std, mean - std
+        return np.asarray(
+            expit(upper[:, :, None] - lower[:, None, :])
+            - expit(lower[:, :, None] - upper[:, None, :])
+        )
+    if kind == "lcb":
+        return (mean[:, :, None] - mean[:, None, :]) - (std[:, :, None] + std[:, None, :])
+    if kind == "judge_gap" and inputs.judge_scores is not None:
+        return inputs.judge_scores[:, :, None] - inputs.judge_scores[:, None, :]
+    return mean[:, :, None] - mean[:, None, :]
+
+
+def floor_kind(name: str) -> str:
+    """The floor a rule is measured against (``FLOOR_OF``, else the mean gap)."""
+    return FLOOR_OF.get(name, "mean_gap")
+
+
+def time_rule(
+    name: str, p: int, n: int, repeats: int, seed: int = 0, against_floor: bool = False
+) -> dict[str, Any]:
+    """Median seconds of ``repeats`` calls and the peak traced memory of one more call.
+
+    With ``against_floor`` each call is followed by one computation of the rule's floor
+    (interleaved, so both see the same machine load) and the medians' ratio is reported.
+    """
     needs, params = _rule_setup(name)
     rng = np.random.default_rng(seed)
     inputs = synthetic_input(p, n, rng, needs)
-    times = []
+    times: list[float] = []
+    floor_times: list[float] = []
     for r in range(repeats):
         t = time.perf_counter()
         select(name, inputs, np.random.default_rng(seed + r), **params)
         times.append(time.perf_counter() - t)
+        if against_floor:
+            t = time.perf_counter()
+            pair_score_floor(floor_kind(name), inputs)
+            floor_times.append(time.perf_counter() - t)
     tracemalloc.start()
     select(name, inputs, np.random.default_rng(seed), **params)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     sec = statistics.median(times)
-    return {
+    row: dict[str, Any] = {
         "rule": name,
         "kind": get_rule(name).kind,
         "prompts": p,
@@ -126,6 +187,16 @@ def time_rule(name: str, p: int, n: int, repeats: int, seed: int = 0) -> dict[st
         "peak_mib": peak / 2**20,
         "under_1s": sec < 1.0,
     }
+    if against_floor:
+        floor_sec = statistics.median(floor_times)
+        ratio = sec / floor_sec if floor_sec > 0 else float("inf")
+        row |= {
+            "floor": floor_kind(name),
+            "floor_seconds": floor_sec,
+            "floor_ratio": ratio,
+            "within_3x_floor": ratio <= FLOOR_TARGET,
+        }
+    return row
 
 
 def bench_acquisition(cfg: SpeedConfig, console: Console) -> tuple[list[dict[str, Any]], list[str]]:
@@ -140,11 +211,12 @@ def bench_acquisition(cfg: SpeedConfig, console: Console) -> tuple[list[dict[str
                 if kind == "batch" and p > cfg.batch_rule_cap:
                     notes.append(f"{name}: batch rule, capped at P={cfg.batch_rule_cap} (N={n})")
                     break
-                row = time_rule(name, p, n, cfg.repeats)
+                row = time_rule(name, p, n, cfg.repeats, against_floor=cfg.against_floor)
                 rows.append(row)
+                vs_floor = f", {row['floor_ratio']:.2f}x floor" if cfg.against_floor else ""
                 console.print(
                     f"{name:16s} P={p:>7} N={n:>2}: {row['seconds']:.4f}s, "
-                    f"{row['peak_mib']:.1f} MiB"
+                    f"{row['peak_mib']:.1f} MiB{vs_floor}"
                 )
                 if row["seconds"] > cfg.time_limit:
                     notes.append(f"{name}: {row['seconds']:.1f}s at P={p}, N={n}; larger P skipped")
@@ -274,17 +346,31 @@ def speed_markdown(
     training: list[dict[str, Any]],
     notes: list[str],
 ) -> str:
-    """The three tables as markdown."""
+    """The three tables as markdown (floor columns when the rows carry them)."""
+    with_floor = any("floor_ratio" in r for r in acq)
     lines = ["# Speed bench", "", "## Acquisition (median seconds per call; peak MiB)", ""]
-    lines.append("| rule | kind | P | N | seconds | prompts/s | peak MiB | < 1 s |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+    head = "| rule | kind | P | N | seconds | prompts/s | peak MiB | < 1 s |"
+    rule_line = "|---|---|---|---|---|---|---|---|"
+    if with_floor:
+        head += f" floor | floor s | x floor | <= {FLOOR_TARGET:g}x |"
+        rule_line += "---|---|---|---|"
+    lines += [head, rule_line]
     for r in acq:
-        lines.append(
+        line = (
             f"| {r['rule']} | {r['kind']} | {r['prompts']} | {r['responses']} | "
             f"{r['seconds']:.4f} | {r['prompts_per_second']:.0f} | {r['peak_mib']:.1f} | "
             f"{'yes' if r['under_1s'] else 'no'} |"
         )
+        if with_floor:
+            line += (
+                f" {r['floor']} | {r['floor_seconds']:.4f} | {r['floor_ratio']:.2f} | "
+                f"{'yes' if r['within_3x_floor'] else 'no'} |"
+            )
+        lines.append(line)
     lines += ["", *[f"- {n}" for n in notes], "", "## Reward scoring", ""]
+    if not scoring and not training:
+        lines += ["Skipped (`--acquisition-only`).", ""]
+        return "\n".join(lines)
     lines += [
         "| component | responses | seconds | responses/s | threads |",
         "|---|---|---|---|---|",
@@ -310,12 +396,13 @@ def run_speed(cfg: SpeedConfig, console: Console | None = None) -> Path:
     console = console or Console(stderr=True)
     cfg.out.mkdir(parents=True, exist_ok=True)
     acq, notes = bench_acquisition(cfg, console)
-    scoring, training = bench_scoring(cfg)
+    scoring, training = ([], []) if cfg.acquisition_only else bench_scoring(cfg)
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     notes.append(f"process peak RSS (ru_maxrss): {rss_mib:.0f} MiB")
     write_csv(cfg.out / "acquisition.csv", acq)
-    write_csv(cfg.out / "scoring.csv", scoring)
-    write_csv(cfg.out / "training.csv", training)
+    if not cfg.acquisition_only:
+        write_csv(cfg.out / "scoring.csv", scoring)
+        write_csv(cfg.out / "training.csv", training)
     plot_loglog(acq, cfg.out / "acquisition_loglog.png")
     md = cfg.out / "speed.md"
     md.write_text(speed_markdown(acq, scoring, training, notes), encoding="utf-8")
