@@ -121,12 +121,14 @@ def test_bradley_terry_probability_is_vectorised_clipped_and_symmetric() -> None
     assert p[3] == pytest.approx(sigmoid(logit(1 - 1e-4)))
 
 
-@pytest.mark.parametrize("missing", [None, float("nan")])
+@pytest.mark.parametrize(
+    ("missing", "says"), [(None, "has no stored score"), (float("nan"), "has a NaN score")]
+)
 @pytest.mark.parametrize("mode", ["deterministic", "bradley_terry"])
-def test_missing_score_names_prompt_and_model(missing: float | None, mode: str) -> None:
+def test_missing_score_names_prompt_and_model(missing: float | None, says: str, mode: str) -> None:
     oracle = StoredScoreOracle(mode=mode)  # type: ignore[arg-type]
     with pytest.raises(
-        JudgeError, match=r"prompt 'prompt-7', response b by model 'model-b'.*no stored score"
+        JudgeError, match=rf"prompt 'prompt-7', response b by model 'model-b' {says}"
     ):
         oracle.judge([request(0.5, missing)])
 

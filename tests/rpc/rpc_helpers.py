@@ -182,14 +182,16 @@ def run_connected(
     out: Path,
     wrap: Callable[[Any], None] | None = None,
     kafka: str | None = None,
+    config: ClientConfig | None = None,
 ) -> ConnectedRoles:
-    """The shrunk quickstart driven through the services (and the data plane, with ``kafka``)."""
+    """The shrunk quickstart driven through the services (and the data plane, with ``kafka``);
+    ``config`` defaults to short backoffs (the CLI's defaults are the ClientConfig ones)."""
     run = shrunk_run(cache_dir)
     endpoints = {r: p.address for r, p in procs.items()}
     if kafka:
         endpoints["kafka"] = kafka
     connected = connect_roles(
-        run, endpoints, ClientConfig(backoff_initial=0.2, backoff_max=2.0, max_attempts=60)
+        run, endpoints, config or ClientConfig(backoff_initial=0.2, backoff_max=2.0)
     )
     if wrap is not None:
         wrap(connected.roles)
@@ -247,3 +249,21 @@ def expect(code: grpc.StatusCode, words: list[str], fn: Any, *args: Any) -> None
     assert err.value.code() == code, err.value.details()
     for w in words:
         assert w in err.value.details(), err.value.details()
+
+
+def quickstart_items() -> list[PromptItem]:
+    """The shrunk quickstart's prompts with their stored responses (what the judge holds)."""
+    from prefloop.engine.runner import load_pool
+
+    pool, heldout = load_pool(load_activerun(QUICKSTART, SHRINK), QUICKSTART.parent)
+    return [*pool, *heldout]
+
+
+def judge_pair(it: PromptItem, i: int, j: int, run: str = "quickstart") -> Any:
+    """The PairToJudge the engine sends for responses i and j of ``it`` (with its real id)."""
+    from prefloop.engine.round_engine import pair_id
+    from prefloop.judge.base import JudgeRequest
+    from prefloop.rpc.convert import judge_request_to_msg
+
+    a, b = it.responses[i], it.responses[j]
+    return judge_request_to_msg(JudgeRequest(pair_id(run, it, a, b), it, a, b))

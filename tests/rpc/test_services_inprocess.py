@@ -19,7 +19,16 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rpc_helpers import InProcessServer, context, expect, free_port, item, shrunk_run
+from rpc_helpers import (
+    InProcessServer,
+    context,
+    expect,
+    free_port,
+    item,
+    judge_pair,
+    quickstart_items,
+    shrunk_run,
+)
 
 from prefloop.acquisition import AcquisitionInput
 from prefloop.acquisition.registry import rule_names
@@ -61,9 +70,10 @@ def server(reference: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     metrics = ServiceMetrics()
     ctx = context(shrunk_run(reference.cache_dir), tmp, metrics)
     ctx.state_dir.mkdir(parents=True)
+    judge = judge_service.JudgeServicer(ctx)
     registrars = [
-        acquisition_service.register(acquisition_service.AcquisitionServicer(metrics)),
-        judge_service.register(judge_service.JudgeServicer(ctx)),
+        acquisition_service.register(acquisition_service.AcquisitionServicer(metrics, RUN.run)),
+        judge_service.register(judge),
         generation_service.register(generation_service.GenerationServicer(ctx)),
         reward_service.register(reward_service.RewardServicer(ctx)),
         trainer_service.register(trainer_service.TrainerServicer(ctx)),
@@ -71,9 +81,11 @@ def server(reference: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     config = ServerConfig(metrics_port=free_port(), max_message_bytes=MAX_BYTES)
     srv = InProcessServer(registrars, metrics, config)
     srv.ctx = ctx  # type: ignore[attr-defined]
+    srv.judge = judge  # type: ignore[attr-defined]
     srv.metrics_port = config.metrics_port  # type: ignore[attr-defined]
     yield srv
     srv.stop()
+    judge.close()
 
 
 @pytest.fixture(scope="module")
@@ -154,22 +166,21 @@ def test_acquisition_bad_requests(channel: grpc.Channel) -> None:
 
 
 # -- judge ----
-def pair_msg(pid: str, it: PromptItem | None = None) -> common_pb2.PairToJudge:
-    it = it or item()
-    return judge_request_to_msg(JudgeRequest(pid, it, it.responses[0], it.responses[2]))
+def pair_msg(k: int) -> common_pb2.PairToJudge:
+    """Responses 0 and 2 of the k-th quickstart prompt, with the pair's real id."""
+    return judge_pair(quickstart_items()[k], 0, 2)
 
 
 def test_judge_records_and_never_rejudges(channel: grpc.Channel, server: Any) -> None:
     stub = judge_pb2_grpc.JudgeServiceStub(channel)
-    first = stub.Judge(judge_pb2.JudgeRequest(run=RUN, pairs=[pair_msg("x1"), pair_msg("x2")]))
+    first = stub.Judge(judge_pb2.JudgeRequest(run=RUN, pairs=[pair_msg(1), pair_msg(2)]))
     assert first.new_calls == 2
-    assert first.annotations[0].winner == 1  # b has the higher stored score
-    again = stub.Judge(judge_pb2.JudgeRequest(run=RUN, pairs=[pair_msg("x2"), pair_msg("x3")]))
+    for msg, verdict in zip([pair_msg(1), pair_msg(2)], first.annotations, strict=True):
+        assert verdict.winner == (0 if msg.a.score > msg.b.score else 1)  # higher stored wins
+    again = stub.Judge(judge_pb2.JudgeRequest(run=RUN, pairs=[pair_msg(2), pair_msg(3)]))
     assert again.new_calls == 1
     assert again.annotations[0] == first.annotations[1]
-    # a judge restarted on the same state dir answers from its log
-    restarted = judge_service.JudgeServicer(server.ctx)
-    assert {"x1", "x2", "x3"} <= set(restarted.log.records)
+    assert {pair_msg(k).pair_id for k in (1, 2, 3)} <= set(server.judge.log.records)
 
 
 def test_judge_bad_requests(channel: grpc.Channel) -> None:
@@ -181,14 +192,18 @@ def test_judge_bad_requests(channel: grpc.Channel) -> None:
         inv,
         ["run.run", "other"],
         stub.Judge,
-        judge_pb2.JudgeRequest(run=other, pairs=[pair_msg("y")]),
+        judge_pb2.JudgeRequest(run=other, pairs=[pair_msg(4)]),
     )
-    missing = pair_msg("y")
+    missing = pair_msg(4)
     missing.ClearField("b")
     expect(inv, ["pairs[0].b"], stub.Judge, judge_pb2.JudgeRequest(run=RUN, pairs=[missing]))
-    unscored = PromptItem("p2", "q", (Response("a", "x"), Response("b", "y"), Response("c", "z")))
+    nan_score = pair_msg(4)
+    nan_score.a.score = float("nan")
     expect(
-        inv, ["score"], stub.Judge, judge_pb2.JudgeRequest(run=RUN, pairs=[pair_msg("z", unscored)])
+        inv,
+        ["pairs[0].a.score", "NaN"],
+        stub.Judge,
+        judge_pb2.JudgeRequest(run=RUN, pairs=[nan_score]),
     )
 
 
@@ -373,7 +388,7 @@ def test_token_auth(tmp_path: Path) -> None:
     token.write_text("s3cret\n")
     metrics = ServiceMetrics()
     srv = InProcessServer(
-        [acquisition_service.register(acquisition_service.AcquisitionServicer(metrics))],
+        [acquisition_service.register(acquisition_service.AcquisitionServicer(metrics, RUN.run))],
         metrics,
         ServerConfig(auth_token_file=token),
     )
@@ -402,7 +417,7 @@ def test_tls_with_self_signed_certificate(tmp_path: Path) -> None:
     )  # fmt: skip
     metrics = ServiceMetrics()
     srv = InProcessServer(
-        [acquisition_service.register(acquisition_service.AcquisitionServicer(metrics))],
+        [acquisition_service.register(acquisition_service.AcquisitionServicer(metrics, RUN.run))],
         metrics,
         ServerConfig(tls_cert=cert, tls_key=key),
     )
@@ -422,7 +437,7 @@ def test_tls_with_self_signed_certificate(tmp_path: Path) -> None:
 
 class SlowAcquisition(acquisition_service.AcquisitionServicer):
     def __init__(self, metrics: ServiceMetrics) -> None:
-        super().__init__(metrics)
+        super().__init__(metrics, RUN.run)
         self.started = threading.Event()
 
     async def ListMethods(self, request: Any, context: Any) -> Any:

@@ -150,12 +150,14 @@ class StoredScoreOracle:
             f"response {side} by model {response.model!r}"
         )
         score = response.score
-        if score is None or (isinstance(score, float) and math.isnan(score)):
+        if score is None:
             raise JudgeError(
                 f"{where} has no stored score; the stored-score oracle needs a score on every "
                 "response (use a live judge for unscored responses)"
             )
         value = float(score)
+        if math.isnan(value):
+            raise JudgeError(f"{where} has a NaN score; the stored-score oracle needs a number")
         if not math.isfinite(value):
             raise JudgeError(f"{where} has a non-finite score {value}")
         if self.score_transform == "logit" and not 0.0 <= value <= 1.0:

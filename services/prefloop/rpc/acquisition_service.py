@@ -1,6 +1,7 @@
 """AcquisitionService: the registry's selection rules over gRPC (stateless).
 
-A thin adapter over :func:`prefloop.acquisition.select`: it decodes the reward estimates,
+A thin adapter over :func:`prefloop.acquisition.select`: it checks the request is for the run
+it serves (like the other four services), decodes the reward estimates,
 checks every shape against the mask (and the values a rule cannot survive: NaN, negative std,
 a prompt with fewer than two responses), runs the rule with a generator seeded by the request
 and returns the pairs. Any problem with the request becomes INVALID_ARGUMENT naming the field.
@@ -17,6 +18,7 @@ import numpy as np
 from prefloop.acquisition import AcquisitionInput, Selection, select
 from prefloop.acquisition.base import AcquisitionError
 from prefloop.acquisition.registry import check_params, get_rule, rule_names
+from prefloop.rpc.common import check_run
 from prefloop.rpc.convert import (
     RequestError,
     check_estimate_values,
@@ -27,7 +29,7 @@ from prefloop.rpc.convert import (
 )
 from prefloop.rpc.metrics import ServiceMetrics
 from prefloop.rpc.server import Registrar
-from prefloop.rpc.tensors import check_finite, from_tensor, optional_tensor
+from prefloop.rpc.tensors import check_no_infinity, from_tensor, optional_tensor
 from prefloop.v1 import acquisition_pb2, acquisition_pb2_grpc
 
 
@@ -56,7 +58,7 @@ def decode_select_request(
     check_estimate_values(arrays, mask, "estimate")
     judge_scores = optional_tensor(request.judge_scores, "judge_scores", kinds="f", shape=(p, n))
     if judge_scores is not None:
-        check_finite(np.nan_to_num(judge_scores, nan=0.0), "judge_scores")
+        check_no_infinity(judge_scores, "judge_scores")
     models: np.ndarray | None = None
     if request.models:
         if len(request.models) != p * n:
@@ -87,14 +89,21 @@ def run_rule(method: str, params: dict[str, Any], inputs: AcquisitionInput, seed
 
 
 class AcquisitionServicer(acquisition_pb2_grpc.AcquisitionServiceServicer):
-    """Select and ListMethods; rules run in a worker thread so health checks stay responsive."""
+    """Select and ListMethods; rules run in a worker thread so health checks stay responsive.
 
-    def __init__(self, metrics: ServiceMetrics) -> None:
+    Args:
+        metrics: the service's Prometheus metrics.
+        run_name: the run this service serves; a Select for another run is INVALID_ARGUMENT.
+    """
+
+    def __init__(self, metrics: ServiceMetrics, run_name: str) -> None:
         self.metrics = metrics
+        self.run_name = run_name
 
     async def Select(
         self, request: acquisition_pb2.SelectRequest, context: grpc.aio.ServicerContext
     ) -> acquisition_pb2.SelectResponse:
+        check_run(self.run_name, request.run)
         method, params, inputs = decode_select_request(request)
         sel = await asyncio.to_thread(run_rule, method, params, inputs, int(request.seed))
         self.metrics.pairs_selected.inc(sel.size)

@@ -48,7 +48,16 @@ class ServiceContext:
 
     def check_run(self, ref: common_pb2.RunRef | str, field: str = "run") -> None:
         """Reject a request for a run this service does not serve."""
-        name = ref if isinstance(ref, str) else ref.run
-        label = field if isinstance(ref, str) else f"{field}.run"
-        if name != self.run_name:
-            raise RequestError(f"{label}: this service serves run {self.run_name!r}, not {name!r}")
+        check_run(self.run_name, ref, field)
+
+
+def check_run(served: str, ref: common_pb2.RunRef | str, field: str = "run") -> None:
+    """Reject a request for another run than ``served``, naming the field and both names.
+
+    Why: services of two runs can share a host; a request meant for the other run must fail
+    loudly rather than be answered with this run's models, judge or selection rule.
+    """
+    name = ref if isinstance(ref, str) else ref.run
+    label = field if isinstance(ref, str) else f"{field}.run"
+    if name != served:
+        raise RequestError(f"{label}: this service serves run {served!r}, not {name!r}")

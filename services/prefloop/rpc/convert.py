@@ -9,6 +9,7 @@ would make service mode drift from embedded mode. Decoding raises :class:`Reques
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import numpy as np
@@ -139,12 +140,22 @@ def judge_request_to_msg(req: JudgeRequest) -> common_pb2.PairToJudge:
 
 
 def judge_request_from_msg(msg: common_pb2.PairToJudge, field: str) -> JudgeRequest:
-    """The judge request of a PairToJudge message; both responses are required."""
+    """The judge request of a PairToJudge message; both responses are required.
+
+    A score, when set, must be a finite number: NaN and infinities are refused here, naming
+    the field and the value, rather than reaching a judge as "no score" or a sure win.
+    """
     if not msg.pair_id:
         raise RequestError(f"{field}.pair_id: must not be empty")
     for side in ("prompt", "a", "b"):
         if not msg.HasField(side):
             raise RequestError(f"{field}.{side}: missing")
+    for side, response in (("a", msg.a), ("b", msg.b)):
+        if response.HasField("score") and not math.isfinite(response.score):
+            what = "NaN" if math.isnan(response.score) else f"{response.score} (infinite)"
+            raise RequestError(
+                f"{field}.{side}.score: is {what}; send a finite score or leave it unset"
+            )
     item = item_from_msg(msg.prompt, f"{field}.prompt")
     return JudgeRequest(msg.pair_id, item, response_from_msg(msg.a), response_from_msg(msg.b))
 

@@ -1,10 +1,15 @@
 """JudgeService: the run's judge behind gRPC, with a durable verdict log.
 
 The judge is built from the run's spec (kind, mode, tie policy, seed), exactly as in embedded
-mode. Every new verdict is appended to ``<state-dir>/judge-<run>.jsonl`` and fsynced *before*
-the reply is sent; a pair id already in the log is answered from it. So a retried call, or a
-call to a judge restarted after a crash, never judges a pair twice (the invariant that protects
-the annotation budget), and no verdict is lost.
+mode. What a request may ask is decided by :mod:`prefloop.rpc.judge_intake`: size limits, a
+pair id that must be the id of the pair's content (the engine's order-free pair id), and, for
+the stored-score oracle, the scores the service reads from the run's data rather than from the
+request. Every new verdict is appended to ``<state-dir>/judge-<run>.jsonl``
+(:mod:`prefloop.rpc.verdict_log`, held by this process alone) and fsynced *before* the reply is
+sent; a pair already in the log is answered from it, in the request's order of the two
+responses. So a retried call, a call to a judge restarted after a crash, or the same pair under
+another id never judges a pair twice (the invariant that protects the annotation budget), and
+no verdict is lost.
 
 With ``--kafka`` every verdict of a reply is also published to the run's judgements topic
 (acks=all, msg_id = pair id) before the reply. The fsynced log stays the authority for "never
@@ -18,9 +23,6 @@ therefore the data plane's complete copy of every verdict, not the source of tru
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-from pathlib import Path
 
 import grpc
 
@@ -28,59 +30,45 @@ from prefloop.bus.base import BusError
 from prefloop.engine.build import build_judge
 from prefloop.judge.base import Judge, Judgement, JudgeRequest
 from prefloop.rpc.common import ServiceContext
-from prefloop.rpc.convert import (
-    RequestError,
-    judge_request_from_msg,
-    judgement_from_dict,
-    judgement_to_dict,
-    judgement_to_msg,
+from prefloop.rpc.convert import judgement_to_msg
+from prefloop.rpc.judge_intake import (
+    JudgeLimits,
+    LimitExceeded,
+    PairIntake,
+    StoredScores,
+    judge_config_key,
 )
 from prefloop.rpc.server import Registrar, Unavailable
+from prefloop.rpc.verdict_log import VerdictLog
 from prefloop.v1 import judge_pb2, judge_pb2_grpc
 
 
-class VerdictLog:
-    """Append-only JSONL of verdicts, one line per new judge call, reloaded on start."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.records: dict[str, Judgement] = {}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._load()
-
-    def _load(self) -> None:
-        if not self.path.exists():
-            return
-        raw = self.path.read_bytes()
-        good = raw.rfind(b"\n") + 1
-        if good < len(raw):  # a line torn by a crash mid-write: drop it (it was never replied)
-            with self.path.open("r+b") as fh:
-                fh.truncate(good)
-        for line in raw[:good].splitlines():
-            if line.strip():
-                j = judgement_from_dict(json.loads(line))
-                self.records[j.pair_id] = j
-
-    def append(self, verdicts: list[Judgement]) -> None:
-        """Persist verdicts (fsync) before anyone sees them."""
-        if not verdicts:
-            return
-        text = "".join(json.dumps(judgement_to_dict(j), sort_keys=True) + "\n" for j in verdicts)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        for j in verdicts:
-            self.records[j.pair_id] = j
-
-
 class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
-    """Judge: answers recorded pairs from the log, judges the rest once, records, replies."""
+    """Judge: answers recorded pairs from the log, judges the rest once, records, replies.
 
-    def __init__(self, ctx: ServiceContext, judge: Judge | None = None) -> None:
+    Args:
+        ctx: the run, its state directory and metrics.
+        judge: the judge to use (default: the run's, from its spec).
+        limits: bounds on one call (default :class:`JudgeLimits`).
+
+    Raises:
+        StartupError: another judge holds the state directory's verdict log.
+    """
+
+    def __init__(
+        self, ctx: ServiceContext, judge: Judge | None = None, limits: JudgeLimits | None = None
+    ) -> None:
         self.ctx = ctx
         self.judge = judge or build_judge(ctx.run)
-        self.log = VerdictLog(ctx.state_dir / f"judge-{ctx.run_name}.jsonl")
+        stored = (
+            StoredScores.from_run(ctx.run, ctx.manifest_dir)
+            if ctx.run.spec.judge.kind == "oracle"
+            else None
+        )
+        self.intake = PairIntake(ctx.run, limits or JudgeLimits(), stored)
+        self.log = VerdictLog(
+            ctx.state_dir / f"judge-{ctx.run_name}.jsonl", judge_config_key(ctx.run)
+        )
         self._lock = asyncio.Lock()
         self.publisher = ctx.publisher()
         self.published: set[str] = set()
@@ -89,47 +77,52 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
 
     @property
     def new_calls(self) -> int:
-        """New judge calls ever made for this run (one log line each)."""
+        """New judge calls ever made for this run and judge configuration (one log line each)."""
         return len(self.log.records)
+
+    def close(self) -> None:
+        """Release the verdict log (another judge may then take the state directory)."""
+        self.log.close()
 
     async def Judge(
         self, request: judge_pb2.JudgeRequest, context: grpc.aio.ServicerContext
     ) -> judge_pb2.JudgeResponse:
         self.ctx.check_run(request.run)
-        if not request.pairs:
-            raise RequestError("pairs: empty batch; send at least one pair")
-        reqs = [judge_request_from_msg(m, f"pairs[{i}]") for i, m in enumerate(request.pairs)]
+        try:
+            reqs = self.intake.decode(request.pairs)
+        except LimitExceeded as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"LimitExceeded: {exc}")
         async with self._lock:
-            fresh: list[JudgeRequest] = []
-            seen: set[str] = set()
-            for r in reqs:
-                if r.pair_id not in self.log.records and r.pair_id not in seen:
-                    fresh.append(r)
-                    seen.add(r.pair_id)
+            self.log.check_prompts(reqs)
+            fresh = list({r.pair_id: r for r in reqs if r.pair_id not in self.log.records}.values())
             if fresh:
                 verdicts = await asyncio.to_thread(self.judge.judge, fresh)
                 _check_verdicts(fresh, verdicts)
-                await asyncio.to_thread(self.log.append, verdicts)
+                await asyncio.to_thread(self.log.append, fresh, verdicts)
                 self.ctx.metrics.annotations.inc(len(verdicts))
-            await self._publish(reqs, int(request.run.round))
+            answers = [self.log.answer(r) for r in reqs]
+            await self._publish(reqs, answers, int(request.run.round))
         return judge_pb2.JudgeResponse(
-            annotations=[judgement_to_msg(self.log.records[r.pair_id]) for r in reqs],
-            new_calls=len(fresh),
+            annotations=[judgement_to_msg(a) for a in answers], new_calls=len(fresh)
         )
 
-    async def _publish(self, reqs: list[JudgeRequest], round: int) -> None:
+    async def _publish(
+        self, reqs: list[JudgeRequest], answers: list[Judgement], round: int
+    ) -> None:
         """Publish the verdicts of ``reqs`` not yet published by this process (acks=all)."""
         if self.publisher is None:
             return
-        todo = list({r.pair_id: r for r in reqs if r.pair_id not in self.published}.values())
-        if not todo:
+        todo = {r.pair_id: (r, a) for r, a in zip(reqs, answers, strict=True)}
+        pending = [ra for pid, ra in todo.items() if pid not in self.published]
+        if not pending:
             return
-        verdicts = [self.log.records[r.pair_id] for r in todo]
         try:
-            await asyncio.to_thread(self.publisher.judgements, round, todo, verdicts)
+            await asyncio.to_thread(
+                self.publisher.judgements, round, [r for r, _ in pending], [a for _, a in pending]
+            )
         except BusError as exc:
             raise Unavailable(f"judgements topic: {exc}") from exc
-        self.published.update(r.pair_id for r in todo)
+        self.published.update(r.pair_id for r, _ in pending)
 
 
 def _check_verdicts(requests: list[JudgeRequest], verdicts: list[Judgement]) -> None:

@@ -68,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=loop.run_forever, daemon=True).start()
         metrics = ServiceMetrics()
         running = asyncio.run_coroutine_threadsafe(
-            start_server(ServerConfig(), [register(AcquisitionServicer(metrics))], metrics), loop
+            start_server(
+                ServerConfig(), [register(AcquisitionServicer(metrics, "bench"))], metrics
+            ),
+            loop,
         ).result()
         address = f"127.0.0.1:{running.port}"
     inputs = batch(args.prompts, args.responses, args.samples, args.features)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prefloop.rpc.common import ServiceContext
 from prefloop.rpc.metrics import ServiceMetrics
-from prefloop.rpc.server import Registrar, ServerConfig, serve_forever
+from prefloop.rpc.server import Registrar, ServerConfig, StartupError, serve_forever
 from prefloop.spec import ActiveRun
 
 ROLES = ("generation", "reward", "acquisition", "judge", "trainer")
@@ -24,7 +24,9 @@ def build_registrar(role: str, ctx: ServiceContext) -> Registrar:
     if role == "acquisition":
         from prefloop.rpc import acquisition_service
 
-        return acquisition_service.register(acquisition_service.AcquisitionServicer(ctx.metrics))
+        return acquisition_service.register(
+            acquisition_service.AcquisitionServicer(ctx.metrics, ctx.run_name)
+        )
     if role == "judge":
         from prefloop.rpc import judge_service
 
@@ -57,7 +59,9 @@ def serve_role(
     """Build the role and serve until SIGTERM (graceful) or SIGINT.
 
     ``kafka`` (HOST:PORT): the bootstrap server(s) of the run's data plane; the run's topics are
-    created if missing, so the role's consumers can follow them from the start.
+    created if missing, so the role's consumers can follow them from the start. A service that
+    cannot start (port in use, state held by another process) exits with status 2 and one line
+    on stderr saying what is in the way.
     """
     metrics = ServiceMetrics()
     bus = None
@@ -70,14 +74,17 @@ def serve_role(
     ctx = ServiceContext(run, manifest_dir, state_dir, checkpoint_dir, metrics, bus)
     state_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    registrar = build_registrar(role, ctx)
 
     def ready(port: int) -> None:
         print(f"prefloop serve {role}: run {run.metadata.name} on port {port}", file=sys.stderr)
         sys.stderr.flush()
 
     try:
+        registrar = build_registrar(role, ctx)
         asyncio.run(serve_forever(config, [registrar], metrics, on_ready=ready))
+    except StartupError as e:
+        print(f"prefloop serve {role}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     finally:
         if bus is not None:
             bus.close()

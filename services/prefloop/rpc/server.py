@@ -7,6 +7,12 @@ token auth, status-code mapping and Prometheus metrics, and a graceful shutdown 
 SIGINT (health goes NOT_SERVING, no new calls are accepted, in-flight calls get ``grace``
 seconds to finish).
 
+One port, one server: every server sets ``grpc.so_reuseport=0``. gRPC's default
+(SO_REUSEPORT) lets a second process bind a port that is in use and silently share its
+connections - two judges behind one port, each with its own verdict log, would judge a pair
+twice. With the option off, a second bind fails at start with :class:`StartupError` ("address
+in use: port P"), which ``prefloop serve`` reports in one line and a non-zero exit.
+
 Status mapping (servicers just raise): bad input - any ``ValueError`` (AcquisitionError,
 DataError, SpecError, TensorError, RequestError) or a JudgeError / GenerationError - becomes
 INVALID_ARGUMENT with the exception's message, which names the field; transient faults
@@ -17,10 +23,11 @@ retry; anything else is INTERNAL.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import logging
 import signal
-import time
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,16 +40,24 @@ from grpc_reflection.v1alpha import reflection
 from prefloop.generation.base import GenerationError
 from prefloop.judge.base import JudgeError
 from prefloop.rpc.metrics import ServiceMetrics
+from prefloop.rpc.observing import HEALTH_PREFIX, ObservingInterceptor
 
 log = logging.getLogger("prefloop.rpc")
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-HEALTH_PREFIX = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX = "/grpc.reflection."
 
 
 class Unavailable(RuntimeError):
     """A transient fault (a dependency not ready yet); clients should retry."""
+
+
+class StartupError(RuntimeError):
+    """A service cannot start (its port is in use, its state is held by another process).
+
+    Why a type of its own: ``prefloop serve`` prints it as one line and exits non-zero instead
+    of a traceback; the message says what is in the way and where.
+    """
 
 
 @dataclass(frozen=True)
@@ -51,7 +66,8 @@ class ServerConfig:
 
     Attributes:
         port: gRPC port (0 picks a free one; :func:`start_server` returns the bound port).
-        host: interface to bind.
+        host: interface to bind (default 127.0.0.1: loopback only, not reachable from other
+            hosts; 0.0.0.0 for all interfaces).
         metrics_port: Prometheus port (0: no HTTP endpoint).
         max_message_bytes: largest request or response accepted.
         tls_cert / tls_key: PEM files; both or neither.
@@ -70,8 +86,9 @@ class ServerConfig:
     options: tuple[tuple[str, Any], ...] = field(default_factory=tuple)
 
     def channel_options(self) -> list[tuple[str, Any]]:
-        """gRPC options: message size limits plus any extra."""
+        """gRPC options: no port sharing (see the module docstring), message size limits, extras."""
         return [
+            ("grpc.so_reuseport", 0),
             ("grpc.max_send_message_length", self.max_message_bytes),
             ("grpc.max_receive_message_length", self.max_message_bytes),
             *self.options,
@@ -85,96 +102,6 @@ def status_for(exc: BaseException) -> grpc.StatusCode:
     if isinstance(exc, Unavailable | ConnectionError | TimeoutError):
         return grpc.StatusCode.UNAVAILABLE
     return grpc.StatusCode.INTERNAL
-
-
-def _split_method(full: str) -> tuple[str, str]:
-    parts = full.strip("/").split("/")
-    return (parts[0], parts[1]) if len(parts) == 2 else (full, "")
-
-
-class ObservingInterceptor(grpc.aio.ServerInterceptor):
-    """Maps servicer exceptions to status codes and records request counts and latency."""
-
-    def __init__(self, metrics: ServiceMetrics) -> None:
-        self.metrics = metrics
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        service, method = _split_method(handler_call_details.method)
-        metrics = self.metrics
-
-        def record(code: grpc.StatusCode, started: float) -> None:
-            metrics.requests.labels(service, method, code.name).inc()
-            metrics.latency.labels(service, method).observe(time.perf_counter() - started)
-
-        async def fail(exc: Exception, context: grpc.aio.ServicerContext, started: float) -> None:
-            code = status_for(exc)
-            if code is grpc.StatusCode.INTERNAL:
-                log.exception("%s/%s failed", service, method)
-            record(code, started)
-            await context.abort(code, f"{type(exc).__name__}: {exc}")
-
-        def code_of(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
-            c = context.code()
-            return c if isinstance(c, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
-
-        if handler.unary_unary is not None:
-            inner_uu = handler.unary_unary
-
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                started = time.perf_counter()
-                try:
-                    reply = await inner_uu(request, context)
-                except grpc.aio.AbortError:
-                    record(code_of(context), started)
-                    raise
-                except asyncio.CancelledError:
-                    record(grpc.StatusCode.CANCELLED, started)
-                    raise
-                except Exception as exc:
-                    await fail(exc, context, started)
-                    raise AssertionError("unreachable: abort raises") from exc
-                record(grpc.StatusCode.OK, started)
-                return reply
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            inner_us = handler.unary_stream
-
-            async def unary_stream(
-                request: Any, context: grpc.aio.ServicerContext
-            ) -> AsyncIterator[Any]:
-                started = time.perf_counter()
-                try:
-                    async for reply in inner_us(request, context):
-                        yield reply
-                except grpc.aio.AbortError:
-                    record(code_of(context), started)
-                    raise
-                except asyncio.CancelledError:
-                    record(grpc.StatusCode.CANCELLED, started)
-                    raise
-                except Exception as exc:
-                    await fail(exc, context, started)
-                    raise AssertionError("unreachable: abort raises") from exc
-                record(grpc.StatusCode.OK, started)
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
 
 
 class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
@@ -237,6 +164,7 @@ class RunningServer:
         for name in [*self.services, ""]:
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(self.grace_seconds)
+        self.metrics.close()
 
 
 async def start_server(
@@ -247,7 +175,7 @@ async def start_server(
     if config.auth_token_file is not None:
         token = Path(config.auth_token_file).read_text().strip()
         interceptors.append(TokenAuthInterceptor(token))
-    interceptors.append(ObservingInterceptor(metrics))
+    interceptors.append(ObservingInterceptor(metrics, status_for))
     server = grpc.aio.server(interceptors=interceptors, options=config.channel_options())
     services = [register(server) for register in registrars]
     health_servicer = health.aio.HealthServicer()
@@ -263,20 +191,62 @@ async def start_server(
     address = f"{config.host}:{config.port}"
     if (config.tls_cert is None) != (config.tls_key is None):
         raise ValueError("--tls-cert and --tls-key go together: give both or neither")
-    if config.tls_cert is not None and config.tls_key is not None:
-        creds = grpc.ssl_server_credentials(
-            [(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())]
-        )
-        port = server.add_secure_port(address, creds)
-    else:
-        port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot bind {address}")
+    in_use = probe_bind(config.host, config.port) if config.port else None
+    if in_use is not None and in_use.errno == errno.EADDRINUSE:
+        raise StartupError(bind_failure(config.host, config.port, "port", in_use))
+    try:
+        if config.tls_cert is not None and config.tls_key is not None:
+            creds = grpc.ssl_server_credentials(
+                [(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())]
+            )
+            port = server.add_secure_port(address, creds)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpc >= 1.5x raises "Failed to bind to address ..."
+        raise StartupError(bind_failure(config.host, config.port, "port", exc)) from None
+    if port == 0:  # older grpc returns 0 instead of raising
+        raise StartupError(bind_failure(config.host, config.port, "port", None))
+    try:
+        metrics.serve(config.metrics_port, config.host)
+    except OSError as exc:
+        raise StartupError(
+            bind_failure(config.host, config.metrics_port, "metrics port", exc)
+        ) from None
     await server.start()
     for name in [*services, ""]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    metrics.serve(config.metrics_port, config.host)
     return RunningServer(server, port, health_servicer, services, metrics, config.grace_seconds)
+
+
+def probe_bind(host: str, port: int) -> OSError | None:
+    """Bind ``host:port`` with a plain socket (SO_REUSEADDR, as gRPC does) and let it go.
+
+    Why: gRPC's bind error does not say whether the port is taken, and it logs its own
+    multi-line complaint; a probe first tells "address in use" apart from the rest.
+    """
+    try:
+        family, kind, proto, _, sockaddr = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(sockaddr)
+    except OSError as e:
+        return e
+    return None
+
+
+def bind_failure(host: str, port: int, what: str, exc: BaseException | None) -> str:
+    """One line saying why ``host:port`` could not be bound: in use, or the reason given."""
+    probe = probe_bind(host, port)
+    if probe is not None and probe.errno == errno.EADDRINUSE:
+        return (
+            f"address in use: {what} {port} on {host} is taken by another process "
+            f"(stop it, or choose another {what})"
+        )
+    reason = probe or exc or OSError("gRPC could not add the port")
+    first_line = str(reason).splitlines()[0] if str(reason) else type(reason).__name__
+    return f"cannot bind {what} {host}:{port}: {first_line}"
 
 
 async def serve_forever(

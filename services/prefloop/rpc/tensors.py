@@ -2,12 +2,15 @@
 
 Why raw bytes: a batch of 64 prompts x 16 responses x 384 float32 features is 1.5 MB as bytes
 and ~50x slower to encode as repeated doubles. Decoding checks everything a client can get
-wrong (unknown dtype, byte count that does not match the shape, wrong rank or shape) and raises
-:class:`TensorError` naming the field, which the server turns into INVALID_ARGUMENT.
+wrong (unknown dtype, byte count that does not match the shape, wrong rank or shape, a shape
+too large for numpy) and raises :class:`TensorError` naming the field, which the server turns
+into INVALID_ARGUMENT. Element counts are computed with Python integers, so a shape whose
+product overflows int64 cannot wrap around to match the bytes sent.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -61,7 +64,7 @@ def from_tensor(
     dims = [int(d) for d in tensor.shape]
     if any(d < 0 for d in dims):
         raise TensorError(f"{field}.shape: negative dimension in {dims}")
-    count = int(np.prod(dims)) if dims else 1
+    count = math.prod(dims)  # exact: np.prod would wrap around on an overflowing shape
     if count * dtype.itemsize != len(tensor.data):
         raise TensorError(
             f"{field}.data: {len(tensor.data)} bytes do not match shape {dims} of {tensor.dtype} "
@@ -75,7 +78,10 @@ def from_tensor(
     ):
         want_txt = tuple("*" if s is None else s for s in shape)
         raise TensorError(f"{field}.shape: expected {want_txt}, got {tuple(dims)}")
-    arr = np.frombuffer(tensor.data, dtype=dtype).reshape(dims)
+    try:
+        arr = np.frombuffer(tensor.data, dtype=dtype).reshape(dims)
+    except (ValueError, OverflowError) as e:  # e.g. (0, 2**62): no bytes, but too big for numpy
+        raise TensorError(f"{field}.shape: {dims} is not a valid array shape ({e})") from None
     return arr.astype(dtype.newbyteorder("="), copy=True)
 
 
@@ -98,3 +104,18 @@ def check_finite(array: np.ndarray, field: str, mask: np.ndarray | None = None) 
     values = array if mask is None else array[mask]
     if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
         raise TensorError(f"{field}: contains NaN or infinite values")
+
+
+def check_no_infinity(array: np.ndarray, field: str) -> None:
+    """Reject +inf / -inf, naming the field and the first position; NaN is allowed.
+
+    Why: in ``judge_scores`` NaN means "no stored score" (a padded slot or an unscored
+    response), but an infinite score is a corrupt value a rule would rank above everything.
+    """
+    bad = np.argwhere(np.isinf(array)) if array.dtype.kind == "f" else np.empty((0, 0))
+    if len(bad):
+        where = tuple(int(i) for i in bad[0])
+        raise TensorError(
+            f"{field}: {len(bad)} infinite value(s), first at {where} "
+            f"({float(array[where])}); NaN marks a missing score, infinities are not allowed"
+        )
