@@ -14,8 +14,6 @@ from typing import Any
 import pytest
 from chart_helpers import CHART, find, helm, render, scenario
 
-CHILD_VERBS = {"get", "list", "watch", "create", "patch", "delete"}
-
 
 def _container(obj: dict[str, Any]) -> dict[str, Any]:
     spec = obj["spec"] if obj["kind"] == "Pod" else obj["spec"]["template"]["spec"]
@@ -61,28 +59,45 @@ def _rules(obj: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
     return out
 
 
+def operator_needs() -> dict[tuple[str, str], set[str]]:
+    """What the operator's Kubernetes client touches in a run's namespace, as RBAC rules.
+
+    Derived from the operator's own code (``prefloop_operator.kube.KINDS`` and the client's
+    methods), so a kind or a call the operator starts to use fails this test until the chart
+    grants it.
+    """
+    from prefloop_operator import kube
+
+    verb_of = {"get": "get", "list": "list", "create": "create", "patch": "patch",
+               "replace": "update", "delete": "delete"}  # fmt: skip
+    methods = {m for m in verb_of if callable(getattr(kube.Kube, m, None))}
+    assert methods == set(verb_of), "the operator's client changed: update the chart's Role"
+    needs = {}
+    for kind, (prefix, plural) in kube.KINDS.items():
+        if kind == "ActiveRun":  # cluster-wide, in the ClusterRole
+            continue
+        group = "" if prefix == "/api/v1" else prefix.split("/")[2]
+        needs[(group, plural)] = set(verb_of.values())
+    return needs
+
+
 def test_rbac_is_least_privilege() -> None:
     objects = render(("ci/shared-services-values.yaml",))
     (cluster_role,) = find(objects, "ClusterRole")
+    peering = {"get", "list", "watch", "patch", "create"}
     assert _rules(cluster_role) == {
         ("prefloop.dev", "activeruns"): {"get", "list", "watch", "patch"},
         ("prefloop.dev", "activeruns/status"): {"get", "patch", "update"},
         ("prefloop.dev", "activeruns/finalizers"): {"update"},
         ("", "events"): {"create", "patch"},
         ("events.k8s.io", "events"): {"create", "patch"},
-        ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
-        ("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"},
+        ("kopf.dev", "clusterkopfpeerings"): peering,
+        ("kopf.dev", "kopfpeerings"): peering,
     }
     roles = find(objects, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["prefloop-runs", "research"]
     for role in roles:
-        assert _rules(role) == {
-            ("", "configmaps"): CHILD_VERBS,
-            ("", "services"): CHILD_VERBS,
-            ("apps", "deployments"): CHILD_VERBS,
-            ("batch", "jobs"): CHILD_VERBS,
-            ("", "pods"): {"get", "list", "watch"},
-        }
+        assert _rules(role) == operator_needs()
     for binding in find(objects, "RoleBinding") + find(objects, "ClusterRoleBinding"):
         (subject,) = binding["subjects"]
         assert subject == {
@@ -90,6 +105,26 @@ def test_rbac_is_least_privilege() -> None:
             "name": "rel-prefloop-operator",
             "namespace": "prefloop-system",
         }
+
+
+def test_operator_can_grant_what_the_driver_role_holds() -> None:
+    """Kubernetes refuses a Role that grants more than its creator holds (no escalation)."""
+    from prefloop_operator import children
+
+    granted = _rules(find(scenario("default"), "Role")[0])
+    for obj in children.driver_access(_example_run(), children.Owner("r", "ns", "uid")):
+        if obj["kind"] != "Role":
+            continue
+        for rule in obj["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    assert set(rule["verbs"]) <= granted[(group, resource)], rule
+
+
+def _example_run() -> Any:
+    from prefloop.spec import load_activerun
+
+    return load_activerun(CHART.parents[1] / "examples" / "quickstart.yaml")
 
 
 def test_rbac_cluster_wide_children_and_no_peering() -> None:
