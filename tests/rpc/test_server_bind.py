@@ -79,3 +79,15 @@ def test_prefloop_serve_judge_refuses_a_used_port_and_a_held_state_dir(tmp_path:
     assert "prefloop serve judge: error: judge state dir" in state_err
     assert str(ctx.state_dir) in state_err and f"pid {os.getpid()}" in state_err
     assert "Traceback" not in port_err + state_err
+
+
+def test_the_default_bind_address_is_stated(capsys: pytest.CaptureFixture[str]) -> None:
+    from prefloop.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["serve", "--help"])
+    assert done.value.code == 0
+    assert "default 127.0.0.1" in " ".join(capsys.readouterr().out.split())
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "services.md").read_text()
+    assert "`--host` (bind address; default `127.0.0.1`, loopback only" in docs
+    assert ServerConfig().host == "127.0.0.1"
