@@ -13,6 +13,7 @@ from prefloop.bench.label_efficiency import model_ranking, resolve_methods
 from prefloop.bench.report import METRICS
 from prefloop.cli import main
 from prefloop.data.readers import load_prompt_items
+from prefloop.data.run_dataset import dataset_file
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,7 +66,7 @@ def test_label_efficiency_writes_every_report_file(tiny_data: Path, tmp_path: Pa
     for metric in METRICS:
         with Image.open(out / f"curve_{metric}.png") as im:
             im.verify()
-    rows = [json.loads(x) for x in (out / "runs/drts-s0/dataset.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in dataset_file(out / "runs/drts-s0").read_text().splitlines()]
     assert len(rows) == 12
 
 

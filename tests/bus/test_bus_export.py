@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from _bus_testing import IDLE_SECONDS
+from datasets import load_dataset
 from rich.console import Console
 
 from prefloop.bus.base import Bus
@@ -17,6 +18,7 @@ from prefloop.bus.export import add_export_parser, rebuild_dataset, run_export
 from prefloop.bus.kafka_bus import KafkaBus
 from prefloop.bus.publisher import RunPublisher
 from prefloop.bus.throughput import measure_throughput
+from prefloop.data.run_dataset import dataset_file
 from prefloop.data.writers import read_dataset
 from prefloop.engine.runner import execute
 from prefloop.spec import load_activerun
@@ -55,7 +57,7 @@ def _publish_by_round(bus: Bus, run: str, rows: list[dict[str, Any]]) -> None:
 def test_export_rebuilds_exactly_the_embedded_runs_dataset(
     bus: Bus, run_name: str, embedded_run: Path
 ) -> None:
-    rows = read_dataset(embedded_run / "dataset.jsonl")
+    rows = read_dataset(dataset_file(embedded_run))
     assert len(rows) >= 8 and len({r["round"] for r in rows}) >= 3
     _publish_by_round(bus, run_name, rows)
     _publish_by_round(bus, run_name, rows[: len(rows) // 2])  # an at-least-once re-send
@@ -66,7 +68,7 @@ def test_export_rebuilds_exactly_the_embedded_runs_dataset(
 def test_export_cli_writes_the_dataset_files_from_kafka(
     kafka_bootstrap: str, run_name: str, embedded_run: Path, tmp_path: Path
 ) -> None:
-    rows = read_dataset(embedded_run / "dataset.jsonl")
+    rows = read_dataset(dataset_file(embedded_run))
     bus = KafkaBus(kafka_bootstrap, client_id="engine")
     try:
         _publish_by_round(bus, run_name, rows)
@@ -80,8 +82,12 @@ def test_export_cli_writes_the_dataset_files_from_kafka(
          "--formats", "jsonl,parquet", "--idle-seconds", str(IDLE_SECONDS)]
     )  # fmt: skip
     assert run_export(args) == 0
-    assert read_dataset(out / "dataset.jsonl") == rows
-    assert read_dataset(out / "dataset.parquet") == read_dataset(embedded_run / "dataset.parquet")
+    assert read_dataset(dataset_file(out)) == rows
+    parquet = read_dataset(dataset_file(out, "parquet"))
+    assert parquet == read_dataset(dataset_file(embedded_run, "parquet"))
+    card = (out / "README.md").read_text()
+    assert "source: prefloop export --from-kafka" in card and f"run: {run_name}" in card
+    assert load_dataset(str(out), cache_dir=str(tmp_path / "hf"))["train"].to_list() == parquet
 
 
 def test_export_cli_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,6 +13,7 @@ from datasets import load_dataset
 
 from prefloop.data.errors import DataError
 from prefloop.data.records import PreferencePair, Response
+from prefloop.data.run_dataset import with_margin
 from prefloop.data.writers import (
     append_jsonl,
     read_dataset,
@@ -104,7 +105,7 @@ def test_empty_dataset_has_the_full_schema(tmp_path: Path) -> None:
     paths = write_dataset([], tmp_path)
     assert read_dataset(paths["jsonl"]) == []
     assert read_dataset(paths["parquet"]) == []
-    assert set(pair_rows()[0]) == set(pq.read_schema(paths["parquet"]).names)
+    assert set(with_margin(pair_rows()[0])) == set(pq.read_schema(paths["parquet"]).names)
 
 
 def test_overwrite_is_atomic_and_failure_keeps_the_old_file(tmp_path: Path) -> None:

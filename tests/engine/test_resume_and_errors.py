@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from prefloop.cli import main
+from prefloop.data.run_dataset import dataset_file
 from prefloop.data.writers import read_dataset
 
 
@@ -48,7 +49,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_dataset(
     # warm the shared feature cache and get the reference run
     full = tmp_path / "full"
     subprocess.run(_cmd(repo_root, full, overrides), check=True, env=env, capture_output=True)
-    reference = read_dataset(full / "dataset.jsonl")
+    reference = read_dataset(dataset_file(full))
     assert len(reference) == 32  # 40 prompts, 8 held out, 8 rounds of 4
 
     killed = tmp_path / "killed"
@@ -66,12 +67,12 @@ def test_sigkill_then_resume_gives_the_uninterrupted_dataset(
     proc.wait()
     done = _latest_round(killed)
     assert 3 <= done < 8
-    assert not (killed / "dataset.jsonl").exists()
+    assert not dataset_file(killed).exists()
 
     subprocess.run(
         _cmd(repo_root, killed, overrides, "--resume"), check=True, env=env, capture_output=True
     )
-    resumed = read_dataset(killed / "dataset.jsonl")
+    resumed = read_dataset(dataset_file(killed))
     assert resumed == reference
     metrics = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
     assert [m["round"] for m in metrics] == list(range(1, 9))

@@ -11,6 +11,7 @@ import pytest
 
 from prefloop.acquisition import get_rule, rule_names
 from prefloop.cli import main
+from prefloop.data.run_dataset import dataset_file
 from prefloop.data.writers import read_dataset
 
 pytestmark = pytest.mark.model
@@ -27,7 +28,7 @@ def test_quickstart_end_to_end(repo_root: Path, tmp_path: Path, feature_cache_di
     """The README's run: 100 prompts, 20 held out, 5 rounds of 16, a budget of 80 labels."""
     out = tmp_path / "qs"
     assert _run(repo_root, out, [f"spec.rewardModel.embedder.cacheDir={feature_cache_dir}"]) == 0
-    rows = read_dataset(out / "dataset.jsonl")
+    rows = read_dataset(dataset_file(out))
     assert len(rows) == 80
     row = rows[0]
     assert row["prompt"][0]["role"] == "user"
@@ -38,7 +39,7 @@ def test_quickstart_end_to_end(repo_root: Path, tmp_path: Path, feature_cache_di
     assert all(r["chosen_score"] >= r["rejected_score"] for r in rows)  # deterministic oracle
     assert sorted({r["round"] for r in rows}) == [0, 1, 2, 3, 4]
     assert len({r["pair_id"] for r in rows}) == 80
-    table = pq.read_table(out / "dataset.parquet").to_pylist()
+    table = pq.read_table(dataset_file(out, "parquet")).to_pylist()
     assert table == rows
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["round"] for m in metrics] == [1, 2, 3, 4, 5]
@@ -62,7 +63,7 @@ def test_same_seed_same_dataset(
     assert (
         _run(repo_root, c, [*small_overrides, "spec.acquisition.method=drts", "spec.seed=5"]) == 0
     )
-    ra, rb, rc = (read_dataset(d / "dataset.jsonl") for d in (a, b, c))
+    ra, rb, rc = (read_dataset(dataset_file(d)) for d in (a, b, c))
     assert ra == rb
     assert [r["pair_id"] for r in ra] != [r["pair_id"] for r in rc]
 
@@ -72,7 +73,7 @@ def test_budget_is_never_exceeded(
 ) -> None:
     out = tmp_path / "budget"
     assert _run(repo_root, out, [*small_overrides, "spec.budget.maxAnnotations=11"]) == 0
-    rows = read_dataset(out / "dataset.jsonl")
+    rows = read_dataset(dataset_file(out))
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 11
     assert metrics[-1]["annotations_used"] == 11
@@ -85,7 +86,7 @@ def test_pairs_per_prompt(repo_root: Path, tmp_path: Path, small_overrides: list
     out = tmp_path / "ppp"
     ov = [*small_overrides, "spec.pairsPerPrompt=3", "spec.budget.maxRounds=1"]
     assert _run(repo_root, out, ov) == 0
-    rows = read_dataset(out / "dataset.jsonl")
+    rows = read_dataset(dataset_file(out))
     assert len(rows) == 24
     by_prompt: dict[str, set[str]] = {}
     for r in rows:
@@ -115,7 +116,7 @@ def test_every_method_runs_in_the_loop(
         )
     out = tmp_path / method
     assert _run(repo_root, out, ov) == 0
-    rows = read_dataset(out / "dataset.jsonl")
+    rows = read_dataset(dataset_file(out))
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(metrics) == 2
     assert all(r["acquisition"] == method for r in rows)

@@ -18,6 +18,7 @@ from rich.console import Console
 from rpc_helpers import QUICKSTART, shrunk_run
 
 from prefloop.bus.tansu import tansu_broker
+from prefloop.data.run_dataset import dataset_file
 from prefloop.engine.runner import execute
 
 
@@ -39,7 +40,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
         result = execute(
             run, manifest_dir=QUICKSTART.parent, output=str(out), console=Console(file=sink)
         )
-    text = (out / "dataset.jsonl").read_text()
+    text = dataset_file(out).read_text()
     return Reference(cache, text, len(result.rows))
 
 

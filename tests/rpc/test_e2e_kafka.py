@@ -15,6 +15,7 @@ from prefloop.bus.base import topic_name
 from prefloop.bus.kafka_bus import KafkaBus
 from prefloop.bus.payloads import annotation_from_value, checkpoint_from_value
 from prefloop.cli import main
+from prefloop.data.run_dataset import dataset_file
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,7 @@ def test_kafka_run_equals_embedded_and_export_rebuilds_it(
             procs, reference.cache_dir, tmp_path / "svc", kafka=kafka_bootstrap
         )
     assert connected.roles.trainer.pairs_by_id  # type: ignore[attr-defined]
-    assert (tmp_path / "svc" / "dataset.jsonl").read_text() == reference.dataset
+    assert dataset_file(tmp_path / "svc").read_text() == reference.dataset
     assert_judged_once(tmp_path, kafka_bootstrap, reference.rows)
 
     # every annotation carries what the trainer needs; one checkpoint per round, in order
@@ -67,7 +68,7 @@ def test_kafka_run_equals_embedded_and_export_rebuilds_it(
          "--formats", "jsonl", "--idle-seconds", "1"]
     )  # fmt: skip
     assert status == 0
-    assert (out / "dataset.jsonl").read_text() == reference.dataset
+    assert dataset_file(out).read_text() == reference.dataset
 
 
 def test_kafka_run_survives_trainer_and_reward_sigkill(
@@ -87,5 +88,5 @@ def test_kafka_run_survives_trainer_and_reward_sigkill(
     assert all(k.calls >= k.at for k in killers)
     assert connected.roles.trainer.caller.retries >= 1  # type: ignore[attr-defined]
     assert connected.roles.reward.caller.retries >= 1  # type: ignore[attr-defined]
-    assert (tmp_path / "svc" / "dataset.jsonl").read_text() == reference.dataset
+    assert dataset_file(tmp_path / "svc").read_text() == reference.dataset
     assert_judged_once(tmp_path, kafka_bootstrap, reference.rows)

@@ -17,6 +17,8 @@ from rpc_helpers import (
     started_services,
 )
 
+from prefloop.data.run_dataset import dataset_file
+
 pytestmark = pytest.mark.slow
 
 
@@ -30,7 +32,7 @@ def test_five_services_reproduce_the_embedded_dataset(
     services: dict[str, ServiceProcess], reference: Any, tmp_path: Path
 ) -> None:
     run_connected(services, reference.cache_dir, tmp_path / "svc")
-    assert (tmp_path / "svc" / "dataset.jsonl").read_text() == reference.dataset
+    assert dataset_file(tmp_path / "svc").read_text() == reference.dataset
     assert reference.rows > 0
     verdicts = judge_log_lines(tmp_path)
     assert len(verdicts) == len({v["pair_id"] for v in verdicts}) == reference.rows
@@ -47,7 +49,7 @@ def test_judge_sigkill_mid_run_changes_nothing(
     connected = run_connected(services, reference.cache_dir, tmp_path / "svc", wrap)
     assert services["judge"].starts == 2 and killers[0].calls >= 3
     assert connected.judge.caller.retries >= 1
-    assert (tmp_path / "svc" / "dataset.jsonl").read_text() == reference.dataset
+    assert dataset_file(tmp_path / "svc").read_text() == reference.dataset
     verdicts = judge_log_lines(tmp_path)
     pair_ids = [v["pair_id"] for v in verdicts]
     assert len(pair_ids) == len(set(pair_ids)) == reference.rows
@@ -64,6 +66,6 @@ def test_trainer_sigkill_mid_run_changes_nothing(
     connected = run_connected(services, reference.cache_dir, tmp_path / "svc", wrap)
     assert services["trainer"].starts == 2 and killers[0].calls >= 3
     assert connected.roles.trainer.caller.retries >= 1
-    assert (tmp_path / "svc" / "dataset.jsonl").read_text() == reference.dataset
+    assert dataset_file(tmp_path / "svc").read_text() == reference.dataset
     verdicts = judge_log_lines(tmp_path)
     assert len(verdicts) == len({v["pair_id"] for v in verdicts}) == reference.rows

@@ -3,9 +3,12 @@
 ``prefloop export --from-kafka HOST:PORT --run NAME --out DIR [--formats jsonl,parquet]`` reads
 ``prefloop.<run>.annotations`` from the beginning, keeps one row per pair id (delivery is
 at-least-once, so a re-sent row appears twice on the log), orders rows by (round, order) as the
-run wrote them, and writes the dataset with :func:`prefloop.data.writers.write_dataset`. The
-annotations topic is therefore a complete, durable copy of the run's product: a run directory
-lost with its pod is recovered from the broker.
+run wrote them, and writes ``DIR`` in the run directory's dataset layout (``README.md`` card,
+``data/train.*``, ``data/ties.*``) with :func:`prefloop.data.run_dataset.write_run_dataset`, the
+writer of ``prefloop run``. The card's provenance holds what the rows tell (run, method, judge);
+the seed and budget live in the manifest, not on the topic. The annotations topic is therefore
+a complete, durable copy of the run's product: a run directory lost with its pod is recovered
+from the broker.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from typing import Any
 
 from prefloop.bus.base import Bus, BusError, topic_name
 from prefloop.bus.payloads import Annotation, PayloadError, annotation_from_value
+from prefloop.data.card import DatasetProvenance
 from prefloop.data.errors import DataError
-from prefloop.data.writers import OUTPUT_FORMATS, write_dataset
+from prefloop.data.run_dataset import TIES_POLICIES, write_run_dataset
+from prefloop.data.writers import OUTPUT_FORMATS
 
 
 def rebuild_dataset(
@@ -56,6 +61,23 @@ def rebuild_dataset(
     return [a.row for a in kept]
 
 
+def provenance_from_rows(run: str, rows: list[dict[str, Any]]) -> DatasetProvenance:
+    """The card provenance a topic can tell: the run name, the methods and judges in the rows.
+
+    Why: an exported dataset must say where it came from as far as the log knows it.
+    """
+
+    def distinct(column: str) -> str:
+        return ", ".join(sorted({str(r[column]) for r in rows if r.get(column)})) or "unknown"
+
+    return DatasetProvenance(
+        run=run,
+        method=distinct("acquisition"),
+        judge=distinct("judge"),
+        source="prefloop export --from-kafka",
+    )
+
+
 def parse_formats(text: str) -> tuple[str, ...]:
     """``"jsonl,parquet"`` -> ``("jsonl", "parquet")``, rejecting unknown formats by name."""
     formats = tuple(dict.fromkeys(f.strip() for f in text.split(",") if f.strip()))
@@ -87,6 +109,12 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=parse_formats,
         default=OUTPUT_FORMATS,
         help=f"comma-separated output formats (default: {','.join(OUTPUT_FORMATS)})",
+    )
+    p.add_argument(
+        "--ties",
+        choices=TIES_POLICIES,
+        default="separate",
+        help="tied pairs: a separate file (default), in the training files, or dropped",
     )
     p.add_argument(
         "--include-pseudo-labels",
@@ -130,7 +158,13 @@ def run_export(args: argparse.Namespace) -> int:
             include_pseudo_labels=args.include_pseudo_labels,
             timeout_seconds=args.idle_seconds,
         )
-        written = write_dataset(rows, args.out, formats=tuple(args.formats))
+        written = write_run_dataset(
+            args.out,
+            rows,
+            provenance_from_rows(args.run, rows),
+            formats=tuple(args.formats),
+            ties=args.ties,
+        )
     except (BusError, DataError, ValueError) as exc:
         print(f"prefloop: error: {exc}", file=sys.stderr)
         return 2
@@ -153,7 +187,6 @@ def run_export(args: argparse.Namespace) -> int:
         return 1 if args.strict else 0
     if check is None and args.run_dir is not None:
         print(
-            f"prefloop: warning: {args.run_dir} has no checkpoint to check against",
-            file=sys.stderr,
+            f"prefloop: warning: {args.run_dir} has no checkpoint to check against", file=sys.stderr
         )
     return 0

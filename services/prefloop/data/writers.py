@@ -2,8 +2,10 @@
 
 Rows are :meth:`PreferencePair.to_row` dicts: TRL's conversational format (``prompt``, ``chosen``,
 ``rejected`` as ``{role, content}`` message lists) plus scalar columns. Files are written to a
-temporary file in the target directory, flushed to disk and moved into place with ``os.replace``,
-so a reader (or a crash) never sees half a file. Parquet uses an explicit Arrow schema for the
+temporary file in the target directory, flushed to disk and moved into place with ``os.replace``
+(:mod:`prefloop.data.atomic`: mode 0666 minus the umask, directory fsynced), so a reader (or a
+crash) never sees half a file. Where the files of a run directory go, and its dataset card, is
+:mod:`prefloop.data.run_dataset`. Parquet uses an explicit Arrow schema for the
 known columns, so a column that is ``None`` in every row (``chosen_score`` of a live judge,
 ``rationale``) still gets its real type, and :func:`read_dataset` returns exactly the rows written.
 """
@@ -16,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from prefloop.data.atomic import atomic_target
+from prefloop.data.atomic import atomic_target, fsync_dir
 from prefloop.data.errors import DataError, ProblemCollector
 from prefloop.data.formats import detect_format, iter_raw_rows
 
@@ -25,6 +27,7 @@ MESSAGE_COLUMNS: tuple[str, ...] = ("prompt", "chosen", "rejected")
 
 
 def _known_schema() -> dict[str, Any]:
+    """Arrow type of every column prefloop writes (see :meth:`PreferencePair.to_row`)."""
     import pyarrow as pa
 
     message = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
@@ -39,6 +42,7 @@ def _known_schema() -> dict[str, Any]:
         "chosen_score": pa.float64(),
         "rejected_score": pa.float64(),
         "probability_chosen": pa.float64(),
+        "margin": pa.float64(),
         "tie": pa.bool_(),
         "label_source": pa.string(),
         "round": pa.int64(),
@@ -82,7 +86,8 @@ def append_jsonl(path: str | Path, rows: Sequence[dict[str, Any]]) -> int:
     path = Path(path)
     lines = _json_lines(rows, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and path.stat().st_size > 0:
+    created = not path.exists()
+    if not created and path.stat().st_size > 0:
         with path.open("rb") as handle:
             handle.seek(-1, os.SEEK_END)
             if handle.read(1) != b"\n":
@@ -94,6 +99,8 @@ def append_jsonl(path: str | Path, rows: Sequence[dict[str, Any]]) -> int:
         handle.write("".join(lines))
         handle.flush()
         os.fsync(handle.fileno())
+    if created:
+        fsync_dir(path.parent)
     return len(rows)
 
 

@@ -1,10 +1,11 @@
 """Run state and its atomic, per-round checkpoints.
 
-After every round the engine writes ``<run>/checkpoints/round-NNNN/`` (state.json, the data set
-rows so far, the trainer's model + optimizer + replay buffer, the metrics history) into a
-temporary directory, renames it into place, and only then points ``<run>/checkpoints/LATEST`` at
-it (an ``os.replace`` of a one-line file). A crash at any instant leaves either the previous
-checkpoint or the new one, never a half-written one. ``prefloop run --resume`` loads LATEST.
+After every round the engine writes ``<run>/checkpoints/round-NNNN/`` (state.json, every
+labelled row so far in ``dataset.jsonl`` with the ties, the trainer's model + optimizer + replay
+buffer, the metrics history) into a temporary directory, renames it into place, and only then
+points ``<run>/checkpoints/LATEST`` at it (an ``os.replace`` of a one-line file). A crash at
+any instant leaves either the previous checkpoint or the new one, never a half-written one.
+``prefloop run --resume`` loads LATEST.
 
 Randomness needs no saved generator state: every random choice of round r is drawn from a
 generator seeded with ``derive_seed(seed, r, stream)``, so a resumed run draws exactly what the
@@ -24,9 +25,12 @@ from typing import Any
 
 import torch
 
-from prefloop.data.writers import read_dataset, write_dataset
+from prefloop.data.atomic import fsync_dir
+from prefloop.data.writers import read_dataset, write_jsonl_atomic
 
 LATEST = "LATEST"
+CHECKPOINT_ROWS = "dataset.jsonl"
+"""Every labelled row so far, ties included (the run's output splits them off at the end)."""
 
 
 def derive_seed(seed: int, round_index: int, stream: str) -> int:
@@ -75,17 +79,17 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir()
     (tmp / "state.json").write_text(json.dumps(asdict(state), indent=1, sort_keys=True))
-    write_dataset(rows, tmp, formats=("jsonl",), stem="dataset")
+    write_jsonl_atomic(tmp / CHECKPOINT_ROWS, rows)
     save_trainer(tmp / "trainer")
     torch.save({"torch_rng": torch.get_rng_state()}, tmp / "rng.pt")
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
     pointer_tmp = ckpt_root / f".{LATEST}.tmp"
     pointer_tmp.write_text(name + "\n")
     os.replace(pointer_tmp, ckpt_root / LATEST)
-    _fsync_dir(ckpt_root)
+    fsync_dir(ckpt_root)
     _prune(ckpt_root, keep)
     return final
 
@@ -98,7 +102,7 @@ def load_checkpoint(run_dir: Path) -> tuple[RunState, list[dict[str, Any]], Path
     ckpt = run_dir / "checkpoints" / pointer.read_text().strip()
     raw = json.loads((ckpt / "state.json").read_text())
     state = RunState(**raw)
-    rows = read_dataset(ckpt / "dataset.jsonl")
+    rows = read_dataset(ckpt / CHECKPOINT_ROWS)
     rng = torch.load(ckpt / "rng.pt", weights_only=False)
     torch.set_rng_state(rng["torch_rng"])
     return state, rows, ckpt / "trainer"
@@ -108,14 +112,3 @@ def _prune(ckpt_root: Path, keep: int) -> None:
     rounds = sorted(p for p in ckpt_root.glob("round-*") if p.is_dir())
     for old in rounds[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

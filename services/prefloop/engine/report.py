@@ -1,11 +1,11 @@
-"""What a run leaves behind for people: metrics table, learning-curve plot, short summary."""
+"""What a run leaves behind for people: metrics table, learning-curve plot, short summary, and
+the provenance written into the dataset card."""
 
 from __future__ import annotations
 
 import csv
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,24 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from prefloop.data.card import DatasetProvenance
 from prefloop.engine.round_engine import STEPS, RunResult
 from prefloop.spec import ActiveRun
+
+
+def dataset_provenance(run: ActiveRun) -> DatasetProvenance:
+    """The run's origin for its dataset card: name, method, seed, judge and budget settings.
+
+    Why: a dataset file that travels alone must say how it was made.
+    """
+    spec = run.spec
+    return DatasetProvenance(
+        run=run.metadata.name,
+        method=spec.acquisition.method,
+        judge=spec.judge.model_dump(mode="json", by_alias=True),
+        seed=spec.seed,
+        budget=spec.budget.model_dump(mode="json", by_alias=True),
+    )
 
 
 def write_metrics(metrics: list[dict[str, Any]], run_dir: Path) -> tuple[Path, Path]:
@@ -67,16 +83,8 @@ def plot_learning_curve(metrics: list[dict[str, Any]], path: Path, title: str) -
     return path
 
 
-def summarize(
-    run: ActiveRun,
-    result: RunResult,
-    files: dict[str, str],
-    warnings: Sequence[str] = (),
-) -> dict[str, Any]:
-    """The run in a few numbers (summary.json) and a short Markdown page (summary.md).
-
-    ``warnings`` (e.g. a budget the run did not reach) head the page and go in the JSON.
-    """
+def summarize(run: ActiveRun, result: RunResult, files: dict[str, str]) -> dict[str, Any]:
+    """The run in a few numbers (summary.json) and a short Markdown page (summary.md)."""
     m = result.state.metrics
     last = m[-1] if m else {}
     step_totals = {s: sum(r.get(f"{s}_seconds", 0.0) for r in m) for s in STEPS}
@@ -96,14 +104,12 @@ def summarize(
         "seconds_per_round": total / max(1, len(m)),
         "step_seconds": step_totals,
         "files": files,
-        "warnings": list(warnings),
     }
     run_dir = result.run_dir
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     lines = [
         f"# prefloop run `{run.metadata.name}`",
         "",
-        *(f"> **Warning:** {w}\n" for w in warnings),
         f"- method: **{summary['method']}**, seed {summary['seed']}, "
         f"stopped after {summary['rounds']} rounds ({summary['stop_reason']})",
         f"- annotations used: {summary['annotations_used']}; pairs in the data set: "
