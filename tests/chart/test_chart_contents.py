@@ -34,6 +34,11 @@ def test_operator_runs_the_chart_image_and_exposes_healthz() -> None:
     assert env["PREFLOOP_IMAGE"] == container["image"]
     assert env["PREFLOOP_GPU_IMAGE"] == "prefloop:0.1.0-cuda"
     assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["PREFLOOP_RECONCILE_SECONDS"] == "10"
+    assert "PREFLOOP_KAFKA_BOOTSTRAP" not in env
+    kafka = render(sets=("operator.kafkaBootstrap=kafka:9092",))
+    with_kafka = _env(_container(find(kafka, "Deployment", "rel-prefloop-operator")[0]))
+    assert with_kafka["PREFLOOP_KAFKA_BOOTSTRAP"] == "kafka:9092"
     assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
     probe = container["livenessProbe"]["httpGet"]
     assert (probe["path"], probe["port"]) == ("/healthz", "health")
@@ -294,3 +299,28 @@ def test_notes_explain_the_crd_upgrade_path() -> None:
     notes = helm("install", "rel", ".", "--dry-run=client").stdout
     assert "never upgrades (or deletes)" in notes
     assert "kubectl apply --server-side -f" in notes
+
+
+def test_chart_commands_are_what_the_cli_accepts() -> None:
+    """The operator's and the shared services' args parse with prefloop's own parsers."""
+    import argparse
+
+    from prefloop.cli import _serve_arguments
+    from prefloop_operator.cli import add_operator_parser
+
+    objects = render(("ci/shared-services-values.yaml",), sets=("operator.extraArgs={--verbose}",))
+    top = argparse.ArgumentParser()
+    add_operator_parser(top.add_subparsers(dest="command"))
+    operator_args = _container(find(objects, "Deployment", "rel-prefloop-operator")[0])["args"]
+    parsed = top.parse_args(operator_args)
+    assert (parsed.liveness_port, parsed.peering, parsed.verbose) == (8080, "rel-prefloop", True)
+    serve = argparse.ArgumentParser()
+    _serve_arguments(serve)
+    judge = _container(find(objects, "Deployment", "rel-prefloop-judge")[0])["args"]
+    parsed = serve.parse_args(judge[1:])
+    assert (parsed.role, parsed.host, parsed.port, parsed.metrics_port) == (
+        "judge",
+        "0.0.0.0",
+        8000,
+        9090,
+    )
