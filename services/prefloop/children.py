@@ -5,8 +5,10 @@ broker and its storage). Each child
 
 - runs in its own process group, so stopping it also stops anything it started, and a Ctrl-C
   in the terminal reaches only the parent, which then stops the children in order;
-- gets ``PR_SET_PDEATHSIG = SIGTERM`` (Linux): if the parent dies without cleaning up (even by
-  SIGKILL) the kernel sends the child SIGTERM, so no orphan is left behind;
+- gets ``PR_SET_PDEATHSIG = SIGTERM`` (Linux) when started from the main thread: if the parent
+  dies without cleaning up (even by SIGKILL) the kernel sends the child SIGTERM, so no orphan
+  is left behind. (The kernel ties this to the creating *thread*: a child started from a
+  short-lived thread would be killed when that thread ends, so there it is not set.)
 - writes stdout and stderr to a log file.
 
 :func:`stop_all` sends SIGTERM to every group, waits up to a grace period, then SIGKILLs what
@@ -21,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +43,7 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Start ``cmd`` as a child in its own process group, tied to this process's life."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    in_main_thread = threading.current_thread() is threading.main_thread()
     with log_path.open("ab") as log:
         return subprocess.Popen(
             list(cmd),
@@ -48,7 +52,7 @@ def spawn(
             stdin=subprocess.DEVNULL,
             env=env,
             process_group=0,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent if in_main_thread else None,
         )
 
 

@@ -395,7 +395,9 @@ class KafkaBus:
             producer, admin = self._producer, self._admin
             self._producer = self._admin = None
         if producer is not None:
-            producer.close(timeout=self.send_timeout_seconds)
+            # publish returns only once acknowledged: nothing is pending, so do not wait long
+            # for a broker that may be gone (a shutdown must not hang on it)
+            producer.close(timeout=min(5.0, self.send_timeout_seconds))
         if admin is not None:
             admin.close()
 

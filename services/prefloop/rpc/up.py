@@ -53,10 +53,15 @@ class RoleChild:
     port: int
     log: Path
     proc: subprocess.Popen[bytes]
+    cmd: list[str] = field(default_factory=list)
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def restart(self) -> None:
+        """Start the same command again (after the process died or was killed)."""
+        self.proc = spawn(self.cmd, self.log)
 
 
 @dataclass
@@ -211,7 +216,7 @@ def bring_up(args: argparse.Namespace, run: ActiveRun, say: Any, stopping: list[
         for role, port in role_ports(args.port_base).items():
             log = base / "logs" / f"{role}.log"
             cmd = serve_command(role, args, port, base, caches.get(role), stack.kafka)
-            stack.children[role] = RoleChild(role, port, log, spawn(cmd, log))
+            stack.children[role] = RoleChild(role, port, log, spawn(cmd, log), cmd)
         wait_serving(stack, args.start_timeout_seconds, say, stopping)
     except BaseException:
         stack.stop(5.0)
