@@ -11,7 +11,8 @@ and ``checkpoints/`` (what ``--resume`` continues from).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from prefloop.bus.publisher import RunPublisher
-from prefloop.data.readers import load_prompt_items
 from prefloop.data.run_dataset import write_run_dataset
-from prefloop.engine.build import build_embedded_roles, check_pool
+from prefloop.engine.build import build_embedded_roles
+from prefloop.engine.metrics import DriverMetrics
+from prefloop.engine.preflight import check_data, check_run_dir, run_dir_for
 from prefloop.engine.report import (
     dataset_provenance,
     plot_learning_curve,
@@ -29,23 +31,13 @@ from prefloop.engine.report import (
     write_metrics,
 )
 from prefloop.engine.round_engine import Roles, RoundEngine, RunResult, split_prompts
-from prefloop.spec import ActiveRun, resolve_path
-
-
-def run_dir_for(run: ActiveRun, override: str | None = None) -> Path:
-    """The run directory: ``--output`` if given, else ``spec.output.dir`` with ``{name}``."""
-    raw = override or run.spec.output.dir
-    return Path(raw.replace("{name}", run.metadata.name))
+from prefloop.spec import ActiveRun
+from prefloop.status import record_phase
 
 
 def load_pool(run: ActiveRun, manifest_dir: Path | None) -> tuple[list[Any], list[Any]]:
     """Read the prompts, check them, shuffle with the seed and set the held-out part aside."""
-    ps = run.spec.prompts
-    items = load_prompt_items(
-        resolve_path(ps.path, manifest_dir), format=ps.format, kind=ps.kind, limit=ps.limit
-    )
-    check_pool(items, run.spec.responses.source)
-    return split_prompts(run, items)
+    return split_prompts(run, check_data(run, manifest_dir).items)
 
 
 def execute(
@@ -58,20 +50,78 @@ def execute(
     console: Console | None = None,
     publisher: RunPublisher | None = None,
     wait_ready: Callable[[Callable[[str], None]], None] | None = None,
+    protect_existing: bool = False,
+    metrics: DriverMetrics | None = None,
 ) -> RunResult:
     """Run to completion and write every output file; ``roles`` defaults to embedded ones.
 
+    Nothing is written before the data validates (and, on ``resume``, before the checkpoint is
+    found to belong to this configuration); ``protect_existing`` (``prefloop run``) also refuses
+    to start afresh over a directory that holds a run (callers that own their directories, like
+    the bench, start over). ``status.json`` records the phase: running, then finished or failed.
+
     ``publisher`` (service mode with Kafka) also sends each round's records to the run's topics.
     ``wait_ready`` (service mode) blocks until the role services are up before round 1; it gets
-    a function that prints one progress line.
+    a function that prints one progress line. ``metrics`` (``prefloop run --metrics-port``) gets
+    the loop gauges after every round and when the loop stops.
     """
     console = console or Console(stderr=True)
     run_dir = run_dir_for(run, output)
+    data = check_data(run, manifest_dir)
+    if resume or protect_existing:
+        check_run_dir(run, run_dir, resume=resume)
+    for warning in data.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    pool, heldout = split_prompts(run, data.items)
+    if roles is None:
+        roles = _embedded_roles(run, run_dir, manifest_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "activerun.yaml").write_text(run.to_yaml())
-    pool, heldout = load_pool(run, manifest_dir)
-    if roles is None:
+    record_phase(run_dir, "running", warnings=list(data.warnings))
+    try:
+        result, summary = _rounds_and_outputs(
+            run, run_dir, pool, heldout, roles, resume, console, publisher, wait_ready, metrics
+        )
+    except BaseException as e:
+        interrupted = isinstance(e, KeyboardInterrupt)
+        record_phase(
+            run_dir,
+            "interrupted" if interrupted else "failed",
+            error=None if interrupted else f"{type(e).__name__}: {e}",
+            warnings=list(data.warnings),
+        )
+        raise
+    record_phase(
+        run_dir, "finished", stop_reason=summary["stop_reason"], warnings=summary["warnings"]
+    )
+    return result
+
+
+def _embedded_roles(run: ActiveRun, run_dir: Path, manifest_dir: Path | None) -> Roles:
+    """Build the in-process roles; a failure removes the run directory if this call made it."""
+    created = not run_dir.exists()
+    try:
         roles, _, _ = build_embedded_roles(run, run_dir, manifest_dir)
+    except BaseException:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return roles
+
+
+def _rounds_and_outputs(
+    run: ActiveRun,
+    run_dir: Path,
+    pool: list[Any],
+    heldout: list[Any],
+    roles: Roles,
+    resume: bool,
+    console: Console,
+    publisher: RunPublisher | None,
+    wait_ready: Callable[[Callable[[str], None]], None] | None,
+    metrics: DriverMetrics | None = None,
+) -> tuple[RunResult, dict[str, Any]]:
+    """Drive the rounds, then write the dataset, metrics, plot and summary."""
     spec = run.spec
     total_rounds = math.ceil(len(pool) / spec.batch_size)
     if spec.budget.max_rounds is not None:
@@ -94,6 +144,8 @@ def execute(
         task = progress.add_task("rounds", total=total_rounds)
 
         def on_round(m: dict[str, Any]) -> None:
+            if metrics is not None:
+                metrics.observe_round(m)
             progress.update(task, completed=m["round"])
             acc = m.get("heldout_accuracy")
             acc_txt = f"{acc:.3f}" if isinstance(acc, float) and not math.isnan(acc) else "n/a"
@@ -107,6 +159,8 @@ def execute(
             run, roles, run_dir, pool, heldout, on_round=on_round, publisher=publisher
         )
         result = engine.run_rounds(resume=resume)
+        if metrics is not None:
+            metrics.observe_finished(result.state)
         if resume:
             progress.update(task, completed=result.state.round)
     dataset = write_run_dataset(
@@ -127,9 +181,27 @@ def execute(
                 f"{run.metadata.name}: {spec.acquisition.method}",
             )
         )
-    summary = summarize(run, result, files)
+    shortfall = budget_shortfall(run, result.state.annotations_used, result.state.stop_reason)
+    summary = summarize(run, result, files, warnings=shortfall)
+    for warning in shortfall:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print(
         f"done: {summary['pairs_in_dataset']} pairs, {summary['annotations_used']} annotations, "
         f"stop: {summary['stop_reason']}. See {run_dir / 'summary.md'}"
     )
-    return result
+    return result, summary
+
+
+def budget_shortfall(run: ActiveRun, annotations_used: int, stop_reason: str) -> Sequence[str]:
+    """A warning when the run stopped before spending its annotation budget, with the gap.
+
+    Why: "prompts exhausted" with budget left is a run that did less than asked; the summary
+    must say so rather than leave it to a reader of the metrics.
+    """
+    budget = run.spec.budget.max_annotations
+    if budget is None or annotations_used >= budget:
+        return []
+    return [
+        f"budget.maxAnnotations {budget} was not reached: the run stopped ({stop_reason}) after "
+        f"{annotations_used} annotations, {budget - annotations_used} short"
+    ]
