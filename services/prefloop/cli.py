@@ -42,9 +42,13 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefloop import __version__
+
+if TYPE_CHECKING:  # imported lazily at run time: `prefloop --help` loads no torch
+    from prefloop.engine.metrics import DriverMetrics
+    from prefloop.spec import ActiveRun
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -220,6 +224,19 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
         help="with --connect: how long a call keeps retrying a service that is down or "
         "restarting before the run stops (exit 1; resume with --resume). Default: 600",
     )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve the loop gauges (round, annotations, budget, held-out accuracy, reward-model "
+        "version) for Prometheus on this port (0: none)",
+    )
+    run.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="interface of --metrics-port (default 127.0.0.1: loopback only, not reachable from "
+        "other hosts; in a container or pod pass 0.0.0.0)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -227,6 +244,7 @@ def _run(args: argparse.Namespace) -> int:
     from prefloop.spec import load_activerun
 
     run = load_activerun(args.manifest, args.overrides)
+    metrics = _driver_metrics(run, args)
     if not args.connect:
         execute(
             run,
@@ -234,6 +252,7 @@ def _run(args: argparse.Namespace) -> int:
             output=args.output,
             resume=args.resume,
             protect_existing=True,
+            metrics=metrics,
         )
         return 0
     from prefloop.rpc.clients import ClientConfig, connect_roles, parse_connect
@@ -260,6 +279,7 @@ def _run(args: argparse.Namespace) -> int:
                 publisher=connected.publisher,
                 wait_ready=connected.wait_until_serving,
                 protect_existing=True,
+                metrics=metrics,
             )
         finally:
             connected.close()
@@ -267,6 +287,18 @@ def _run(args: argparse.Namespace) -> int:
         print(f"prefloop: error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _driver_metrics(run: ActiveRun, args: argparse.Namespace) -> DriverMetrics | None:
+    """The loop gauges on ``--metrics-port`` (None without it); they outlive the run's last
+    round, so a final scrape sees the finished state."""
+    if not args.metrics_port:
+        return None
+    from prefloop.engine.metrics import DriverMetrics
+
+    metrics = DriverMetrics(run)
+    metrics.serve(args.metrics_port, args.metrics_host)
+    return metrics
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,7 +311,13 @@ def _serve_arguments(srv: argparse.ArgumentParser) -> None:
     srv.add_argument("role", choices=ROLES)
     srv.add_argument("manifest", type=Path, help="ActiveRun YAML file (the same for every role)")
     _overrides_argument(srv)
-    srv.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 for all)")
+    srv.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface the gRPC and metrics ports bind (default 127.0.0.1: loopback only, not "
+        "reachable from other hosts; in a container or pod pass 0.0.0.0, as the chart and the "
+        "operator do)",
+    )
     srv.add_argument("--port", type=int, required=True, help="gRPC port (0: any free port)")
     srv.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: none)")
     srv.add_argument("--state-dir", type=Path, help="durable state (default: state/<run>/<role>)")
