@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,6 +24,24 @@ from pydantic.alias_generators import to_camel
 
 API_VERSION: Literal["prefloop.dev/v1alpha1"] = "prefloop.dev/v1alpha1"
 KIND: Literal["ActiveRun"] = "ActiveRun"
+RUN_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+"""An RFC 1123 label: lowercase letters, digits and '-', alphanumeric at both ends."""
+RUN_NAME_MAX_LENGTH = 52
+"""Room for the longest suffix prefloop appends to child objects (Kubernetes allows 63)."""
+HEAD_INPUTS: dict[str, frozenset[str]] = {
+    "ensemble": frozenset({"samples"}),
+    "epinet": frozenset({"samples"}),
+    "bgpm": frozenset({"samples", "pref"}),
+}
+"""What each reward head kind gives the acquisition rules besides mean, std and features (the
+names of ``acquisition.registry.Need``): every head draws samples; only BGPM scores pairs."""
+_NEED_WORDS = {
+    "samples": "reward samples",
+    "pref": "pairwise preference scores (P(i > j) per pair)",
+    "ref_logp": "reference log-probabilities",
+}
+DATA_INPUTS = frozenset({"judge_scores", "models"})
+"""Rule inputs that come from the prompts file (checked by ``prefloop validate`` on the data)."""
 
 
 class SpecError(ValueError):
@@ -319,12 +338,32 @@ class ActiveRunSpec(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _head_gives_what_the_rule_needs(self) -> ActiveRunSpec:
+        from prefloop.acquisition.registry import get_rule
+
+        method, head = self.acquisition.method, self.reward_model.head.kind
+        for need in sorted(get_rule(method).needs - {"features"} - DATA_INPUTS):
+            if need in HEAD_INPUTS[head]:
+                continue
+            heads = [kind for kind, gives in HEAD_INPUTS.items() if need in gives]
+            fix = (
+                f"set rewardModel.head.kind: {' or '.join(heads)}"
+                if heads
+                else "no configurable reward head provides it yet; choose another method"
+            )
+            raise ValueError(
+                f"acquisition.method: {method!r} needs {_NEED_WORDS.get(need, need)} from the "
+                f"reward head, which rewardModel.head.kind {head!r} does not give; {fix}"
+            )
+        return self
+
 
 class Metadata(_Model):
     """Kubernetes object metadata (the subset a run uses)."""
 
     model_config = ConfigDict(extra="allow")
-    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=52)] = "run"
+    name: Annotated[str, Field(pattern=RUN_NAME_PATTERN, max_length=RUN_NAME_MAX_LENGTH)] = "run"
     """Run name: RFC 1123 label, at most 52 characters so child objects fit in 63."""
     namespace: str | None = None
     """Namespace (cluster mode)."""
@@ -332,6 +371,22 @@ class Metadata(_Model):
     """Labels."""
     annotations: dict[str, str] = {}
     """Annotations."""
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _readable_name(cls, v: Any) -> Any:
+        """Say what a run name may hold (the schema keeps the pattern for the cluster)."""
+        if isinstance(v, str) and not (
+            re.fullmatch(RUN_NAME_PATTERN, v) and len(v) <= RUN_NAME_MAX_LENGTH
+        ):
+            fixed = re.sub(r"[^a-z0-9-]+", "-", v.lower()).strip("-")[:RUN_NAME_MAX_LENGTH]
+            hint = f"; e.g. {fixed.strip('-')!r}" if fixed.strip("-") else ""
+            raise ValueError(
+                f"{v!r} is not a valid run name: use lowercase letters, digits and '-', starting "
+                f"and ending with a letter or digit, at most {RUN_NAME_MAX_LENGTH} characters "
+                f"(it names Kubernetes objects and Kafka topics){hint}"
+            )
+        return v
 
 
 class ActiveRun(_Model):

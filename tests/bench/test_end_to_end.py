@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from prefloop.bench.label_efficiency import model_ranking, resolve_methods
+from prefloop.bench.label_efficiency import resolve_methods
+from prefloop.bench.paid_ranking import paid_model_ranking
 from prefloop.bench.report import METRICS
 from prefloop.cli import main
 from prefloop.data.readers import load_prompt_items
 from prefloop.data.run_dataset import dataset_file
+from prefloop.judge.base import Judgement, JudgeRequest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -94,15 +96,41 @@ def test_speed_bench_writes_tables_and_plot(tmp_path: Path) -> None:
         im.verify()
 
 
-def test_methods_and_delta_qwen_ranking() -> None:
+def test_methods() -> None:
     assert "random" in resolve_methods("all") and "bgpm_mv" in resolve_methods("all")
     assert resolve_methods("random, drts") == ["random", "drts"]
     with pytest.raises(ValueError, match="unknown acquisition method"):
         resolve_methods("random,nope")
-    items = load_prompt_items(REPO / "data/alpacaeval/sample100.jsonl")[:10]
-    ranking = model_ranking(items)
-    assert len(ranking) == len({r.model for it in items for r in it.responses})
-    assert ranking == model_ranking(list(reversed(items)))
+
+
+class AlphabeticalJudge:
+    """A judge that prefers the model whose name sorts first, and counts its calls."""
+
+    name = "alphabetical"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def judge(self, requests: list[JudgeRequest]) -> list[Judgement]:
+        self.calls += len(requests)
+        return [
+            Judgement(r.pair_id, winner=0 if r.a.model < r.b.model else 1, probability_a=0.5)
+            for r in requests
+        ]
+
+
+def test_delta_qwen_ranking_comes_from_the_judge_calls_it_pays_for() -> None:
+    """Issue 7 item 1: not from the stored scores of the pool, from labels bought for it."""
+    items = load_prompt_items(REPO / "data/alpacaeval/sample100.jsonl")[:60]
+    judge = AlphabeticalJudge()
+    ranking = paid_model_ranking(items, judge, run_name="r", n_calls=200, seed=3)
+    assert judge.calls == 200
+    models = sorted({r.model for it in items for r in it.responses})
+    assert sorted(ranking) == models
+    # the stored scores rank claude-2 / gpt-3.5 on top; the judge this run paid says otherwise
+    assert ranking[:3] == models[:3] and ranking[-1] == models[-1]
+    again = paid_model_ranking(items, AlphabeticalJudge(), run_name="r", n_calls=200, seed=3)
+    assert again == ranking
 
 
 @pytest.mark.parametrize(
@@ -132,7 +160,34 @@ def test_label_efficiency_on_special_methods_and_pair_pools(
     assert {p["method"] for p in points} == set(methods.split(","))
     for p in points:
         assert 0.0 <= float(p["heldout_accuracy"]) <= 1.0
-        assert int(p["annotations"]) <= 12
+        assert int(p["annotations"]) <= 12 and int(p["pairs"]) <= 12
+
+
+def test_delta_qwen_is_plotted_against_pairs_it_took(tiny_data: Path, tmp_path: Path) -> None:
+    """Issue 7 item 1: the pair budget binds DeltaQwen; its ratio is on the pair axis, its
+    judge calls are the ones its ranking cost (a quarter of the budget by default)."""
+    out = tmp_path / "report"
+    status = main(
+        [
+            "bench", "label-efficiency", "--data", str(tiny_data), "--methods",
+            "random,delta_qwen", "--seeds", "1", "--budget", "12", "--batch-size", "8",
+            "--max-length-tokens", "32", "--num-heads", "4", "--epochs-per-round", "1",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert status == 0
+    points = _rows(out / "points.csv")
+    dq = [p for p in points if p["method"] == "delta_qwen"]
+    assert [int(p["pairs"]) for p in dq] == [8, 12]
+    assert {int(p["annotations"]) for p in dq} == {3} == {int(p["ranking_calls"]) for p in dq}
+    rnd = [p for p in points if p["method"] == "random"]
+    assert [int(p["pairs"]) for p in rnd] == [int(p["annotations"]) for p in rnd] == [8, 12]
+    axes = {(r["method"], r["axis"]) for r in _rows(out / "summary.csv")}
+    assert axes == {("random", "annotations"), ("delta_qwen", "pairs")}
+    md = (out / "summary.md").read_text()
+    assert "| delta_qwen | 1 | 3 | 12 |" in md and "pairs in the dataset" in md
+    with Image.open(out / "curve_heldout_accuracy.png") as im:
+        assert im.width > 1.5 * im.height  # two panels: judge calls and pairs
 
 
 def test_eval_data_is_a_separate_held_out_set(tiny_data: Path, tmp_path: Path) -> None:

@@ -21,7 +21,21 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     le.add_argument("--eval-data", type=Path, default=None, help="separate evaluation file")
     le.add_argument("--methods", default="all", help="'all' or a comma list of rules")
     le.add_argument("--seeds", type=int, default=5)
-    le.add_argument("--budget", type=int, default=256, help="annotations per run")
+    le.add_argument(
+        "--budget", type=int, default=256, help="judge calls and dataset pairs per run (each)"
+    )
+    le.add_argument(
+        "--model-ranking",
+        default=None,
+        help="delta_qwen's models, strongest first, comma-separated (prior knowledge, free)",
+    )
+    le.add_argument(
+        "--ranking-calls",
+        type=int,
+        default=None,
+        help="without --model-ranking: judge calls delta_qwen spends ranking the models "
+        "(default: a quarter of the budget)",
+    )
     le.add_argument("--batch-size", type=int, default=64, help="prompts per round")
     le.add_argument("--heldout-fraction", type=float, default=0.2)
     le.add_argument("--max-length-tokens", type=int, default=256, help="MiniLM input length")
@@ -87,6 +101,10 @@ def run_bench(args: argparse.Namespace) -> int:
             max_length_tokens=args.max_length_tokens,
             num_heads=args.num_heads,
             epochs_per_round=args.epochs_per_round,
+            model_ranking=[m.strip() for m in args.model_ranking.split(",") if m.strip()]
+            if args.model_ranking
+            else None,
+            ranking_calls=args.ranking_calls,
         )
         points = run_label_efficiency(cfg, console=console)
         notes = [
@@ -96,10 +114,18 @@ def run_bench(args: argparse.Namespace) -> int:
                 if cfg.eval_data
                 else f"a {cfg.heldout_fraction:.0%} held-out split"
             )
-            + f"; {cfg.seeds} seeds; budget {cfg.budget}; batch {cfg.batch_size} prompts/round",
+            + f"; {cfg.seeds} seeds; budget {cfg.budget} judge calls and {cfg.budget} pairs per "
+            f"run; batch {cfg.batch_size} prompts/round",
             "stored-score oracle (deterministic); all methods of a seed see the same shuffle",
-            "delta_qwen's model ranking: mean judge score per model on the TRAINING split only",
-            "bgpm_* rules run with the BGPM head; every other rule with the anchored ensemble",
+            "delta_qwen's model ranking: "
+            + (
+                "given (--model-ranking)"
+                if cfg.model_ranking
+                else f"bought with {cfg.delta_qwen_ranking_calls} judge calls on random pairs "
+                "of its training prompts (counted as its judge calls)"
+            ),
+            "bgpm_* rules run with the BGPM head (round 0: warm-up on random seed labels); every "
+            "other rule with the anchored ensemble",
             "p-values: paired Wilcoxon signed-rank vs random over seeds, Holm per (metric, test);"
             " final/AUC two-sided, half-budget one-sided (value at half of Random's annotations"
             " > Random's final value)",

@@ -2,8 +2,9 @@
 
 For each seed and acquisition rule the embedded loop runs with the stored-score oracle
 (``judge.kind: oracle``, deterministic) on the same shuffled prompts - the shuffle and the
-held-out split depend only on the seed - and after every round the bench records one point
-``(method, seed, annotations used)`` with:
+held-out split depend only on the seed - under the same two budgets (``--budget`` judge calls
+and ``--budget`` pairs in the dataset), and after every round the bench records one point
+``(method, seed, judge calls, pairs)`` with:
 
 1. the loop's reward model on prompts it never saw: pairwise accuracy and per-prompt Spearman
    (the held-out split, or ``--eval-data``);
@@ -12,8 +13,10 @@ held-out split depend only on the seed - and after every round the bench records
 3. the downstream proxy (``downstream.py``): a fresh Bradley-Terry MLP trained only on that
    dataset prefix, its held-out accuracy.
 
-Rules with extra needs are configured automatically: ``bgpm_*`` run with the BGPM head, and
-``delta_qwen`` gets a model ranking by mean judge score on the TRAINING split of that seed only.
+Rules with extra needs are configured automatically: ``bgpm_*`` run with the BGPM head (whose
+round 0 is the warm-up on random seed labels), and ``delta_qwen`` gets its model ranking from
+``--model-ranking`` or buys it with ``--ranking-calls`` judge calls on its own training prompts
+(``paid_ranking.py``); those calls are its judge calls, its identity-labelled pairs its pairs.
 Protocol after ActiveUltraFeedback (https://arxiv.org/abs/2603.09692) and ActiveRLHF's
 many-seeds lesson (https://github.com/bkuen/active-rlhf).
 """
@@ -21,8 +24,6 @@ many-seeds lesson (https://github.com/bkuen/active-rlhf).
 from __future__ import annotations
 
 import copy
-import math
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +34,9 @@ from rich.console import Console
 
 from prefloop.acquisition import get_rule, rule_names
 from prefloop.bench.downstream import ProbeConfig, downstream_accuracy
+from prefloop.bench.paid_ranking import paid_model_ranking
 from prefloop.data.records import PromptItem, ScoredBatch
-from prefloop.engine.build import build_embedded_roles
+from prefloop.engine.build import build_embedded_roles, build_judge
 from prefloop.engine.checkpoint import derive_seed
 from prefloop.engine.local_roles import LocalReward, LocalRewardModel
 from prefloop.engine.roles import RewardScores
@@ -59,7 +61,7 @@ BASE_MANIFEST: dict[str, Any] = {
         "acquisition": {"method": "random", "params": {}},
         "judge": {"kind": "oracle", "mode": "deterministic"},
         "trainer": {"maxStepsPerRound": 100, "batchSize": 16, "epochsPerRound": 20},
-        "budget": {"maxAnnotations": 256},
+        "budget": {"maxAnnotations": 256, "maxPairs": 256},
         "evaluation": {"heldoutFraction": 0.2},
         "output": {"dir": "runs/{name}", "keepCheckpoints": 1},
     },
@@ -88,6 +90,11 @@ class LabelEfficiencyConfig:
     num_heads: int = 20
     epochs_per_round: int = 20
     max_steps_per_round: int = 100
+    model_ranking: list[str] | None = None
+    """DeltaQwen's ranking, strongest first (prior knowledge, costs no judge call); None = buy
+    one with ``ranking_calls`` judge calls."""
+    ranking_calls: int | None = None
+    """Judge calls DeltaQwen spends on ranking the models; None = a quarter of the budget."""
     probe: ProbeConfig = field(default_factory=ProbeConfig)
 
     def __post_init__(self) -> None:
@@ -102,6 +109,18 @@ class LabelEfficiencyConfig:
             )
         if self.eval_data is None and self.heldout_fraction == 0:
             raise BenchConfigError("with --heldout-fraction 0 give --eval-data to evaluate on")
+        if not 1 <= self.delta_qwen_ranking_calls < self.budget and self.model_ranking is None:
+            raise BenchConfigError(
+                f"--ranking-calls must be in [1, budget) = [1, {self.budget}), got "
+                f"{self.delta_qwen_ranking_calls}; or give --model-ranking"
+            )
+
+    @property
+    def delta_qwen_ranking_calls(self) -> int:
+        """Judge calls DeltaQwen pays for its ranking (0 with a given ranking)."""
+        if self.model_ranking is not None:
+            return 0
+        return self.ranking_calls if self.ranking_calls is not None else max(1, self.budget // 4)
 
     @property
     def feature_dir(self) -> Path:
@@ -118,24 +137,15 @@ def resolve_methods(spec: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def model_ranking(items: list[PromptItem]) -> list[str]:
-    """Models ordered by mean judge score over ``items`` (best first); DeltaQwen's ranking.
-
-    Why: DeltaQwen labels "stronger model beats weaker model" without a judge; the ranking must
-    come from data the evaluation never sees, so the bench derives it from the training split.
-    """
-    totals: dict[str, list[float]] = defaultdict(list)
-    for it in items:
-        for r in it.responses:
-            if r.score is not None and math.isfinite(r.score):
-                totals[r.model].append(float(r.score))
-    if not totals:
-        raise BenchConfigError("delta_qwen needs stored judge scores to rank the models")
-    return sorted(totals, key=lambda m: (-float(np.mean(totals[m])), m))
-
-
-def build_run(cfg: LabelEfficiencyConfig, method: str, seed: int) -> ActiveRun:
-    """The manifest of one (method, seed) run."""
+def build_run(
+    cfg: LabelEfficiencyConfig,
+    method: str,
+    seed: int,
+    params: dict[str, Any] | None = None,
+    judge_calls_spent: int = 0,
+) -> ActiveRun:
+    """The manifest of one (method, seed) run: ``cfg.budget`` pairs and judge calls (less the
+    ``judge_calls_spent`` before the loop, e.g. on DeltaQwen's ranking)."""
     data = copy.deepcopy(BASE_MANIFEST)
     s = data["spec"]
     data["metadata"]["name"] = f"bench-{method.replace('_', '-')}-s{seed}"
@@ -148,9 +158,11 @@ def build_run(cfg: LabelEfficiencyConfig, method: str, seed: int) -> ActiveRun:
     if method.startswith("bgpm_"):
         s["rewardModel"]["head"] = {"kind": "bgpm"}
     s["acquisition"]["method"] = method
+    s["acquisition"]["params"] = dict(params or {})
     s["trainer"]["epochsPerRound"] = cfg.epochs_per_round
     s["trainer"]["maxStepsPerRound"] = cfg.max_steps_per_round
-    s["budget"]["maxAnnotations"] = cfg.budget
+    s["budget"]["maxAnnotations"] = cfg.budget - judge_calls_spent
+    s["budget"]["maxPairs"] = cfg.budget
     s["evaluation"]["heldoutFraction"] = 0.0 if cfg.eval_data else cfg.heldout_fraction
     return parse_activerun(data, source=f"bench:{method}:s{seed}")
 
@@ -215,9 +227,19 @@ def run_one(
     """Run one (method, seed) loop and return its points, one per round."""
     run = build_run(cfg, method, seed)
     pool, heldout = split_prompts(run, items)
+    paid_calls = 0
     if method == "delta_qwen":
-        ranking = model_ranking(pool)
-        run.spec.acquisition.params["model_ranking"] = ranking
+        ranking = cfg.model_ranking
+        if ranking is None:
+            paid_calls = cfg.delta_qwen_ranking_calls
+            ranking = paid_model_ranking(
+                pool,
+                build_judge(run),
+                run_name=run.metadata.name,
+                n_calls=paid_calls,
+                seed=derive_seed(seed, -1, "model-ranking"),
+            )
+        run = build_run(cfg, method, seed, {"model_ranking": list(ranking)}, paid_calls)
     run_dir = cfg.out / "runs" / f"{method}-s{seed}"
     roles, model, _ = build_embedded_roles(run, run_dir, None)
     evaluation_items = eval_items if eval_items is not None else heldout
@@ -236,8 +258,9 @@ def run_one(
             "method": method,
             "seed": seed,
             "round": r,
-            "annotations": int(m["annotations_used"]),
-            "pairs": len(prefix),
+            "annotations": paid_calls + int(m["annotations_used"]),
+            "pairs": int(m["pairs_used"]),
+            "ranking_calls": paid_calls,
             "heldout_accuracy": float(m.get("heldout_accuracy", float("nan"))),
             "heldout_spearman": float(m.get("heldout_spearman", float("nan"))),
             **dataset_quality(prefix),

@@ -2,17 +2,26 @@
 
 Files written to the report directory:
 
-* ``points.csv``: every (method, seed, round) point with its annotations and metrics;
-* ``curve_<metric>.png``: one learning curve per metric, mean over seeds with a +-1 std band;
+* ``points.csv``: every (method, seed, round) point with its judge calls (``annotations``),
+  pairs in the dataset (``pairs``) and metrics;
+* ``curve_<metric>.png``: one learning curve per metric, mean over seeds with a +-1 std band,
+  against judge calls (left) and against pairs (right);
 * ``summary.csv`` / ``summary.md``: per method and metric, the final value (mean +- std over
-  seeds), the normalised area under the curve, the annotations the mean curve needs to reach
-  Random's mean final value and the label-efficiency ratio (that / Random's annotations);
+  seeds), the normalised area under the curve, the x the mean curve needs to reach Random's mean
+  final value and the label-efficiency ratio (that / Random's x);
 * ``significance.csv``: paired Wilcoxon signed-rank tests against Random over seeds on the final
-  value and the AUC (two-sided), and on the value at half of Random's annotations against
-  Random's final value (one-sided, "greater"), with Holm-corrected p-values per (metric, test)
-  family and seeded bootstrap 95% CIs of the mean paired difference;
+  value and the AUC (two-sided), and on the value at half of Random's x against Random's final
+  value (one-sided, "greater"), with Holm-corrected p-values per (metric, test) family and
+  seeded bootstrap 95% CIs of the mean paired difference;
 * ``overhead.csv``: seconds per round by step, the selector's seconds per round, and the loop's
   own overhead share (everything but embedding, head training and held-out evaluation).
+
+Which x a method's AUC, ratio and tests use (the ``axis`` column): judge calls, unless the
+method put pairs in its dataset that the judge did not label (DeltaQwen's identity labels, ADPO's
+pseudo-labels when kept), then pairs in the dataset. A method that labels pairs itself spends no
+judge call on them, so on the judge-call axis it would look free ("ratio 0.00"); on the pair axis
+it is compared with Random for what it produced. Random has as many pairs as judge calls, so its
+curve is the same on both axes.
 """
 
 from __future__ import annotations
@@ -45,6 +54,8 @@ METRICS: dict[str, str] = {
 }
 REFERENCE = "random"
 BOOTSTRAP_SEED = 20240917
+AXES: dict[str, str] = {"annotations": "judge calls", "pairs": "pairs in the dataset"}
+"""The x of a learning curve: a point column and its label."""
 
 Curves = dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]
 
@@ -61,8 +72,18 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def curves(points: list[dict[str, Any]], metric: str) -> Curves:
-    """method -> seed -> (annotations, values), sorted by round."""
+def ratio_axis(points: list[dict[str, Any]], method: str) -> str:
+    """``pairs`` if any dataset pair of ``method`` was not judge-labelled, else ``annotations``.
+
+    Why: a method's label efficiency is measured on what it spends; pairs it labels itself cost
+    no judge call, so they are counted as pairs (see the module docstring).
+    """
+    own = [p for p in points if p["method"] == method]
+    return "pairs" if any(int(p["pairs"]) != int(p["annotations"]) for p in own) else "annotations"
+
+
+def curves(points: list[dict[str, Any]], metric: str, axis: str = "annotations") -> Curves:
+    """method -> seed -> (x on ``axis``, values), sorted by round."""
     out: Curves = defaultdict(dict)
     grouped: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for p in points:
@@ -70,14 +91,14 @@ def curves(points: list[dict[str, Any]], metric: str) -> Curves:
     for (method, seed), pts in grouped.items():
         pts.sort(key=lambda p: int(p["round"]))
         out[method][seed] = (
-            np.array([float(p["annotations"]) for p in pts]),
+            np.array([float(p[axis]) for p in pts]),
             np.array([float(p[metric]) for p in pts]),
         )
     return out
 
 
 def mean_curve(per_seed: dict[int, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, ...]:
-    """Mean annotations, mean and std of a metric per round index over seeds."""
+    """Mean x, mean and std of a metric per round index over seeds."""
     n = min(len(x) for x, _ in per_seed.values())
     xs = np.stack([x[:n] for x, _ in per_seed.values()])
     ys = np.stack([y[:n] for _, y in per_seed.values()])
@@ -97,15 +118,18 @@ def _final(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def summarize(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (method, metric): final, AUC, annotations to reach Random, efficiency ratio."""
+    """One row per (method, metric): final, AUC, x to reach Random, efficiency ratio, axis."""
     rows: list[dict[str, Any]] = []
+    by_axis = {axis: {m: curves(points, m, axis) for m in METRICS} for axis in AXES}
+    finals_x = {axis: curves(points, next(iter(METRICS)), axis) for axis in AXES}
     for metric in METRICS:
-        cv = curves(points, metric)
-        ref_x = ref_final = float("nan")
-        if REFERENCE in cv:
-            mx, my, _ = mean_curve(cv[REFERENCE])
-            ref_x, ref_final = _final(mx, my)
-        for method, per_seed in sorted(cv.items()):
+        for method in sorted(by_axis["annotations"][metric]):
+            axis = ratio_axis(points, method)
+            cv = by_axis[axis][metric]
+            per_seed = cv[method]
+            ref_x = ref_final = float("nan")
+            if REFERENCE in cv:
+                ref_x, ref_final = _final(*mean_curve(cv[REFERENCE])[:2])
             finals = np.array([_final(x, y)[1] for x, y in per_seed.values()])
             aucs = np.array([auc(x, y) for x, y in per_seed.values()])
             mx, my, _ = mean_curve(per_seed)
@@ -113,8 +137,7 @@ def summarize(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
             per_seed_ratio = []
             for seed, (x, y) in per_seed.items():
                 if REFERENCE in cv and seed in cv[REFERENCE]:
-                    rx, ry = cv[REFERENCE][seed]
-                    rxf, ryf = _final(rx, ry)
+                    rxf, ryf = _final(*cv[REFERENCE][seed])
                     per_seed_ratio.append(efficiency_ratio(annotations_to_reach(x, y, ryf), rxf))
             ratios = np.array(per_seed_ratio, dtype=np.float64)
             rows.append(
@@ -122,18 +145,25 @@ def summarize(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "metric": metric,
                     "method": method,
                     "seeds": len(per_seed),
-                    "final_annotations": float(np.mean([x[-1] for x, _ in per_seed.values()])),
+                    "axis": axis,
+                    "final_annotations": _mean_last(finals_x["annotations"][method]),
+                    "final_pairs": _mean_last(finals_x["pairs"][method]),
                     "final_mean": _nanstat(np.nanmean, finals),
                     "final_std": _nanstat(np.nanstd, finals),
                     "auc_mean": _nanstat(np.nanmean, aucs),
                     "auc_std": _nanstat(np.nanstd, aucs),
-                    "annotations_to_reach_random": needed,
+                    "to_reach_random": needed,
                     "efficiency_ratio": efficiency_ratio(needed, ref_x),
                     "seeds_reaching_random": int(np.isfinite(ratios).sum()),
                     "seeds_within_half": int((ratios <= 0.5).sum()),
                 }
             )
     return rows
+
+
+def _mean_last(per_seed: dict[int, tuple[np.ndarray, np.ndarray]]) -> float:
+    """Mean over seeds of the last x of each curve (where the runs ended)."""
+    return float(np.mean([x[-1] for x, _ in per_seed.values()]))
 
 
 def _nanstat(fn: Any, a: np.ndarray) -> float:
@@ -145,15 +175,16 @@ def significance(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     for metric in METRICS:
-        cv = curves(points, metric)
-        if REFERENCE not in cv:
+        by_axis = {axis: curves(points, metric, axis) for axis in AXES}
+        if REFERENCE not in by_axis["annotations"]:
             continue
-        ref = cv[REFERENCE]
         for test in ("final", "auc", "half_budget"):
             family: list[dict[str, Any]] = []
-            for method, per_seed in sorted(cv.items()):
+            for method in sorted(by_axis["annotations"]):
                 if method == REFERENCE:
                     continue
+                axis = ratio_axis(points, method)
+                per_seed, ref = by_axis[axis][method], by_axis[axis][REFERENCE]
                 seeds = sorted(set(per_seed) & set(ref))
                 vals, refs = [], []
                 for s in seeds:
@@ -179,6 +210,7 @@ def significance(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "test": test,
                         "method": method,
                         "reference": REFERENCE,
+                        "axis": axis,
                         "seeds": int(np.isfinite(d).sum()),
                         "alternative": alternative,
                         "mean_diff": _nanstat(np.nanmean, d),
@@ -237,7 +269,11 @@ def overhead(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def plot_curves(points: list[dict[str, Any]], out: Path) -> list[Path]:
-    """One PNG per metric: mean over seeds against annotations, with a +-1 std band."""
+    """One PNG per metric: mean over seeds against judge calls and against pairs, +-1 std band.
+
+    Why: a method that labels pairs itself (DeltaQwen) spends no judge calls; only the two
+    panels side by side show what each method spent and what it produced.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -245,20 +281,20 @@ def plot_curves(points: list[dict[str, Any]], out: Path) -> list[Path]:
 
     paths = []
     for metric, title in METRICS.items():
-        cv = curves(points, metric)
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for method, per_seed in sorted(cv.items()):
-            mx, my, sd = mean_curve(per_seed)
-            style: dict[str, Any] = (
-                {"color": "black", "linewidth": 2.2} if method == REFERENCE else {}
-            )
-            (line,) = ax.plot(mx, my, marker="o", markersize=3, label=method, **style)
-            ax.fill_between(mx, my - sd, my + sd, color=line.get_color(), alpha=0.15)
-        ax.set_xlabel("annotations used")
-        ax.set_ylabel(metric)
-        ax.set_title(f"{title} (mean, band = +-1 std over seeds)", fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        fig, panels = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+        for ax, (axis, label) in zip(panels, AXES.items(), strict=True):
+            for method, per_seed in sorted(curves(points, metric, axis).items()):
+                mx, my, sd = mean_curve(per_seed)
+                style: dict[str, Any] = (
+                    {"color": "black", "linewidth": 2.2} if method == REFERENCE else {}
+                )
+                (line,) = ax.plot(mx, my, marker="o", markersize=3, label=method, **style)
+                ax.fill_between(mx, my - sd, my + sd, color=line.get_color(), alpha=0.15)
+            ax.set_xlabel(label)
+            ax.grid(alpha=0.3)
+        panels[0].set_ylabel(metric)
+        panels[1].legend(fontsize=7, ncol=2)
+        fig.suptitle(f"{title} (mean, band = +-1 std over seeds)", fontsize=9)
         fig.tight_layout()
         path = out / f"curve_{metric}.png"
         fig.savefig(path, dpi=110)
@@ -277,6 +313,11 @@ def summary_markdown(
     """The summary tables as markdown, one section per metric."""
     lines = ["# Label-efficiency bench", ""]
     lines += [f"- {n}" for n in notes]
+    lines.append(
+        "- ratio: the x a method's mean curve needs to reach Random's final value / Random's "
+        "x, on the method's axis: judge calls, or pairs in the dataset for a method whose "
+        "dataset holds pairs the judge did not label (e.g. delta_qwen's identity labels)"
+    )
     sig_by = {(s["metric"], s["method"], s["test"]): s for s in sig}
     for metric, title in METRICS.items():
         rows = [r for r in summary if r["metric"] == metric]
@@ -284,10 +325,11 @@ def summary_markdown(
             continue
         lines += ["", f"## {title} (`{metric}`)", ""]
         lines.append(
-            "| method | seeds | annotations | final (mean ± std) | AUC | to reach Random | "
-            "ratio | seeds <= half | p final (Holm) | p AUC (Holm) | p half-budget (Holm) |"
+            "| method | seeds | judge calls | pairs | final (mean ± std) | AUC | axis | "
+            "to reach Random | ratio | seeds <= half | p final (Holm) | p AUC (Holm) | "
+            "p half-budget (Holm) |"
         )
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             ps = [
                 sig_by.get((metric, r["method"], t), {}).get("p_holm", float("nan"))
@@ -295,8 +337,9 @@ def summary_markdown(
             ]
             lines.append(
                 f"| {r['method']} | {r['seeds']} | {r['final_annotations']:.0f} | "
-                f"{_fmt(r['final_mean'])} ± {_fmt(r['final_std'])} | {_fmt(r['auc_mean'])} | "
-                f"{_fmt(r['annotations_to_reach_random'], 0)} | {_fmt(r['efficiency_ratio'], 2)} "
+                f"{r['final_pairs']:.0f} | {_fmt(r['final_mean'])} ± {_fmt(r['final_std'])} | "
+                f"{_fmt(r['auc_mean'])} | {AXES[r['axis']]} | "
+                f"{_fmt(r['to_reach_random'], 0)} | {_fmt(r['efficiency_ratio'], 2)} "
                 f"| {r['seeds_within_half']} | " + " | ".join(_fmt(p) for p in ps) + " |"
             )
     return "\n".join(lines) + "\n"

@@ -83,6 +83,7 @@ def head_params(hs: HeadSpec) -> dict[str, object]:
         return {
             **common,
             "hidden_dim": hs.hidden_dim,
+            "num_layers": hs.num_layers,
             "index_dim": hs.index_dim,
             "prior_scale": hs.prior_scale,
             "num_index_samples": hs.num_index_samples,

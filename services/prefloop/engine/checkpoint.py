@@ -50,6 +50,8 @@ class RunState:
     """Prompts of the (shuffled) pool consumed so far."""
     annotations_used: int = 0
     """Judge calls that produced a label."""
+    pairs_used: int = 0
+    """Pairs that entered the dataset, whatever labelled them (``budget.maxPairs``)."""
     model_version: int = 0
     """Reward-model version (bumped by every training round)."""
     judged: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +84,16 @@ def plot_learning_curve(metrics: list[dict[str, Any]], path: Path, title: str) -
     return path
 
 
-def summarize(run: ActiveRun, result: RunResult, files: dict[str, str]) -> dict[str, Any]:
-    """The run in a few numbers (summary.json) and a short Markdown page (summary.md)."""
+def summarize(
+    run: ActiveRun,
+    result: RunResult,
+    files: dict[str, str],
+    warnings: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The run in a few numbers (summary.json) and a short Markdown page (summary.md).
+
+    ``warnings`` (e.g. a budget the run did not reach) head the page and go in the JSON.
+    """
     m = result.state.metrics
     last = m[-1] if m else {}
     step_totals = {s: sum(r.get(f"{s}_seconds", 0.0) for r in m) for s in STEPS}
@@ -104,12 +113,14 @@ def summarize(run: ActiveRun, result: RunResult, files: dict[str, str]) -> dict[
         "seconds_per_round": total / max(1, len(m)),
         "step_seconds": step_totals,
         "files": files,
+        "warnings": list(warnings),
     }
     run_dir = result.run_dir
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     lines = [
         f"# prefloop run `{run.metadata.name}`",
         "",
+        *(f"> **Warning:** {w}\n" for w in warnings),
         f"- method: **{summary['method']}**, seed {summary['seed']}, "
         f"stopped after {summary['rounds']} rounds ({summary['stop_reason']})",
         f"- annotations used: {summary['annotations_used']}; pairs in the data set: "

@@ -4,12 +4,22 @@ One round over a batch of prompts:
 
 1. generation: the pool answers every prompt (or the stored responses are used);
 2. reward: the uncertainty-aware reward model scores every response;
-3. acquisition: a rule picks the pair(s) worth judging (within the annotation budget);
+3. acquisition: a rule picks the pair(s) worth judging among responses with distinct texts
+   (``distinct_texts.py``), cut to the budgets the way the rule declares (``budget.py``);
 4. judge: the judge labels them; a pair already judged in this run is never sent again;
 5. trainer: the reward model trains on the new labels and publishes a new version;
 
 then held-out evaluation, metrics, and an atomic checkpoint. The engine talks to the roles only
 through ``roles.py``, so the same code drives local objects or gRPC clients.
+
+Two budgets stop a run (``spec.budget``): judge calls (``maxAnnotations``) and pairs in the
+dataset (``maxPairs``, whatever labelled them); both are reported every round.
+
+Warm-up of the BGPM head: the BGPM reference (``muhd-umer/b-gpm``) labels a seed set of random
+pairs but scores its first acquisition batch with an untrained head. Here, with
+``rewardModel.head.kind: bgpm``, round 0 is a warm-up round: the ``random`` rule picks the first
+batch's pairs (seeded, judged and counted against both budgets like any pair), the head trains on
+them, and the configured rule selects from round 1 on, with a head trained on the seed labels.
 
 With a :class:`~prefloop.bus.publisher.RunPublisher` (service mode with ``kafka=``), each step's
 output also goes to the run's topics: completions, scores, selections, and the labelled pairs on
@@ -28,16 +38,16 @@ from typing import Any
 
 import numpy as np
 
-from prefloop.acquisition import AcquisitionInput, Selection, get_rule
+from prefloop.acquisition import Selection, get_rule
+from prefloop.acquisition.registry import RuleInfo
 from prefloop.bus.publisher import RunPublisher
 from prefloop.data.records import (
     LabelSource,
     PreferencePair,
     PromptItem,
-    Response,
     ScoredBatch,
-    stable_id,
 )
+from prefloop.engine.budget import Remaining, remaining_budget
 from prefloop.engine.checkpoint import RunState, derive_seed, load_checkpoint, save_checkpoint
 from prefloop.engine.roles import (
     AcquisitionRole,
@@ -46,10 +56,19 @@ from prefloop.engine.roles import (
     RewardRole,
     TrainerRole,
 )
-from prefloop.judge.base import Judgement, JudgeRequest
+from prefloop.engine.selection import (
+    RoundRule,
+    cut_to_budget,
+    pair_id,
+    select_distinct,
+    selection_pair_ids,
+)
+from prefloop.judge.base import Judgement, JudgeRequest, response_key
 from prefloop.spec import ActiveRun
 
 STEPS = ("generation", "reward", "acquisition", "judge", "training")
+WARMUP_RULE = "random"
+"""The rule of the BGPM head's warm-up round (the reference's seed set is random pairs)."""
 
 
 class ResumeError(RuntimeError):
@@ -94,12 +113,6 @@ def split_prompts(
     return shuffled[:cut], shuffled[cut:]
 
 
-def pair_id(run_name: str, item: PromptItem, a: Response, b: Response) -> str:
-    """Order-free id of a pair of responses to one prompt: the judge's dedup key."""
-    ka, kb = sorted((stable_id(a.model, a.text), stable_id(b.model, b.text)))
-    return stable_id(run_name, item.prompt_id, ka, kb)
-
-
 class RoundEngine:
     """Drives rounds until the budget or the prompts run out, checkpointing after each."""
 
@@ -125,16 +138,18 @@ class RoundEngine:
         self.publisher = publisher
 
     # -- budget -------------------------------------------------------------------------------
-    @property
-    def max_annotations(self) -> int:
-        b = self.run.spec.budget.max_annotations
-        return b if b is not None else 10**12
+    def remaining(self, state: RunState) -> Remaining:
+        """Judge calls and dataset pairs the run may still spend."""
+        b = self.run.spec.budget
+        return remaining_budget(
+            b.max_annotations, b.max_pairs, state.annotations_used, state.pairs_used
+        )
 
     def _stop_reason(self, state: RunState) -> str:
         if state.prompt_offset >= len(self.pool):
             return "prompts exhausted"
-        if state.annotations_used >= self.max_annotations:
-            return "annotation budget exhausted"
+        if exhausted := self.remaining(state).exhausted:
+            return exhausted
         mr = self.run.spec.budget.max_rounds
         if mr is not None and state.round >= mr:
             return "round budget exhausted"
@@ -156,6 +171,7 @@ class RoundEngine:
                 "output may change on resume. Use a new output.dir for a new run."
             )
         self.roles.trainer.load_state(trainer_dir)
+        state.pairs_used = len(rows)  # checkpoints written before maxPairs existed lack it
         state.finished = False
         state.stop_reason = ""
         return state, rows
@@ -201,34 +217,32 @@ class RoundEngine:
             timings["publish"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        inputs = AcquisitionInput(
-            mean=scores.mean,
-            std=scores.std,
-            mask=batch.mask,
-            samples=scores.samples,
-            features=scores.features,
-            pref_mean=scores.pref_mean,
-            pref_var=scores.pref_var,
-            judge_scores=batch.judge_scores,
-            models=_models_array(items, batch.mask),
+        warmup = self.is_warmup(state)
+        annotations_before = state.annotations_used
+        rule = self.round_rule(state)
+        round_rule = RoundRule(
+            info=rule,
+            params={} if warmup else dict(spec.acquisition.params),
+            pairs_per_prompt=spec.pairs_per_prompt,
+            acquisition_seed=derive_seed(spec.seed, r, "acquisition"),
+            truncation_seed=derive_seed(spec.seed, r, "truncation"),
         )
-        params = dict(spec.acquisition.params)
-        rule_params = self.rule.parameters()
-        if "pairs_per_prompt" in rule_params:
-            params.setdefault("pairs_per_prompt", spec.pairs_per_prompt)
-        if "max_pairs" in rule_params:
-            params.setdefault("max_pairs", len(items) * spec.pairs_per_prompt)
-        sel = self.roles.acquisition.select(
-            inputs,
-            method=spec.acquisition.method,
-            params=params,
-            seed=derive_seed(spec.seed, r, "acquisition"),
+        left = self.remaining(state)
+        sel, distinct = select_distinct(
+            self.roles.acquisition, round_rule, items, batch, scores, left
         )
-        sel = self._within_budget(sel, state)
+        sel = cut_to_budget(
+            sel,
+            selection_pair_ids(self.run.metadata.name, items, sel),
+            state.judged,
+            round_rule,
+            self._enters_dataset(self._self_label_source(rule)),
+            left,
+        )
         timings["acquisition"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        pairs = self._label(state, items, sel)
+        pairs = self._label(state, items, sel, rule)
         timings["judge"] = time.perf_counter() - t
         if self.publisher is not None:
             t = time.perf_counter()
@@ -236,8 +250,8 @@ class RoundEngine:
                 r,
                 prompt_ids,
                 sel,
-                method=spec.acquisition.method,
-                pair_ids=_selection_pair_ids(self.run.metadata.name, items, sel),
+                method=rule.name,
+                pair_ids=selection_pair_ids(self.run.metadata.name, items, sel),
             )
             self.publisher.labelled_pairs(r, pairs)
             timings["publish"] += time.perf_counter() - t
@@ -260,8 +274,15 @@ class RoundEngine:
         state.round += 1
         state.prompt_offset = n_done
         state.model_version = train.model_version
-        keep = [p for p in pairs if p.label_source != "pseudo" or spec.output.include_pseudo_labels]
+        keep = [p for p in pairs if self._enters_dataset(p.label_source)]
+        state.pairs_used += len(keep)
         metrics = self._metrics(state, items, pairs, keep, sel, scores.timings, train.metrics)
+        metrics.update(distinct)
+        metrics["annotations_this_round"] = state.annotations_used - annotations_before
+        metrics["pairs_this_round"] = len(keep)
+        metrics["acquisition_method"] = rule.name
+        metrics["budget_truncated"] = int(sel.info.get("budget_truncated", 0))
+        metrics["warmup"] = warmup
         metrics.update({f"heldout_{k}": v for k, v in evaluation.items()})
         metrics.update({f"{k}_seconds": v for k, v in timings.items()})
         metrics["round_seconds"] = sum(timings.values())
@@ -269,30 +290,27 @@ class RoundEngine:
         return [p.to_row() for p in keep]
 
     # -- steps ----------------------------------------------------------------------------------
-    def _within_budget(self, sel: Selection, state: RunState) -> Selection:
-        """Keep at most the remaining annotation budget of judge-bound pairs, best score first."""
-        remaining = self.max_annotations - state.annotations_used
-        needs_judge = sel.pseudo_label == 0
-        if int(needs_judge.sum()) <= remaining:
-            return sel
-        order = np.argsort(-np.nan_to_num(sel.score, nan=-np.inf), kind="stable")
-        judged_rank = np.cumsum(needs_judge[order])
-        keep_sorted = ~needs_judge[order] | (judged_rank <= remaining)
-        keep = np.sort(order[keep_sorted])
-        return Selection(
-            sel.prompt_index[keep],
-            sel.first[keep],
-            sel.second[keep],
-            sel.score[keep],
-            sel.pseudo_label[keep],
-            {**sel.info, "budget_truncated": int(len(sel.first) - len(keep))},
-        )
+    def is_warmup(self, state: RunState) -> bool:
+        """Round 0 of a run with the BGPM head: random seed labels train the head first."""
+        return state.round == 0 and self.run.spec.reward_model.head.kind == "bgpm"
+
+    def round_rule(self, state: RunState) -> RuleInfo:
+        """The rule of this round: the spec's, or ``random`` in the BGPM head's warm-up round."""
+        return get_rule(WARMUP_RULE) if self.is_warmup(state) else self.rule
+
+    def _enters_dataset(self, source: str) -> bool:
+        """Pseudo-labelled pairs enter the dataset only with ``output.includePseudoLabels``."""
+        return source != "pseudo" or self.run.spec.output.include_pseudo_labels
+
+    @staticmethod
+    def _self_label_source(rule: RuleInfo) -> LabelSource:
+        """DeltaQwen's own labels are identity labels; any other rule's are pseudo-labels."""
+        return "identity" if rule.name == "delta_qwen" else "pseudo"
 
     def _label(
-        self, state: RunState, items: list[PromptItem], sel: Selection
+        self, state: RunState, items: list[PromptItem], sel: Selection, rule: RuleInfo
     ) -> list[PreferencePair]:
         """Ask the judge about new pairs (never twice), apply self-labels, build the pairs."""
-        spec = self.run.spec
         name = self.run.metadata.name
         requests: list[JudgeRequest] = []
         requested: set[str] = set()
@@ -320,7 +338,7 @@ class RoundEngine:
             item = items[p_idx]
             if pseudo == 0:
                 jd = state.judged[pid]
-                first_wins = jd["winner_key"] == _response_key(item.responses[i])
+                first_wins = jd["winner_key"] == response_key(item.responses[i])
                 prob_first = (
                     jd["probability_winner"] if first_wins else 1 - jd["probability_winner"]
                 )
@@ -329,7 +347,7 @@ class RoundEngine:
             else:
                 first_wins = pseudo > 0
                 prob_first = 1.0 if first_wins else 0.0
-                source = "identity" if self.rule.name == "delta_qwen" else "pseudo"
+                source = self._self_label_source(rule)
                 tie, rationale = False, None
             ci, ri = (i, j) if first_wins else (j, i)
             pairs.append(
@@ -343,7 +361,7 @@ class RoundEngine:
                     rejected=item.responses[ri],
                     chosen_index=ci,
                     rejected_index=ri,
-                    acquisition=spec.acquisition.method,
+                    acquisition=rule.name,
                     judge=self.roles.judge.name if source == "judge" else source,
                     probability_chosen=prob_first if first_wins else 1.0 - prob_first,
                     tie=tie,
@@ -384,6 +402,7 @@ class RoundEngine:
             "pairs_self_labelled": len(pairs) - len(judged),
             "pairs_in_dataset": len(kept),
             "annotations_used": state.annotations_used,
+            "pairs_used": state.pairs_used,
             "model_version": state.model_version,
             "mean_score_gap": float(np.mean(gaps)) if gaps else float("nan"),
             "mean_chosen_score": float(np.mean(chosen_scores)) if chosen_scores else float("nan"),
@@ -397,28 +416,6 @@ class RoundEngine:
         return m
 
 
-def _selection_pair_ids(run_name: str, items: list[PromptItem], sel: Selection) -> list[str]:
-    """The pair id of every selected pair, in selection order (for the selections topic)."""
-    out = []
-    for m in range(sel.size):
-        item = items[int(sel.prompt_index[m])]
-        first, second = item.responses[int(sel.first[m])], item.responses[int(sel.second[m])]
-        out.append(pair_id(run_name, item, first, second))
-    return out
-
-
-def _models_array(items: list[PromptItem], mask: np.ndarray) -> np.ndarray:
-    out = np.full(mask.shape, "", dtype=object)
-    for p, it in enumerate(items):
-        for n, r in enumerate(it.responses):
-            out[p, n] = r.model
-    return out
-
-
-def _response_key(r: Response) -> str:
-    return stable_id(r.model, r.text)
-
-
 def _judgement_dict(req: JudgeRequest, j: Judgement) -> dict[str, Any]:
     """A judgement stored order-free: who won (by response key), with what probability."""
     if j.pair_id != req.pair_id:
@@ -426,7 +423,7 @@ def _judgement_dict(req: JudgeRequest, j: Judgement) -> dict[str, Any]:
     winner = req.a if j.winner == 0 else req.b
     p_a = float(j.probability_a)
     return {
-        "winner_key": _response_key(winner),
+        "winner_key": response_key(winner),
         "probability_winner": p_a if j.winner == 0 else 1.0 - p_a,
         "score_a": j.score_a,
         "score_b": j.score_b,
