@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from prefloop.bus.publisher import RunPublisher
 from prefloop.data.run_dataset import write_run_dataset
 from prefloop.engine.build import build_embedded_roles
+from prefloop.engine.metrics import DriverMetrics
 from prefloop.engine.preflight import check_data, check_run_dir, run_dir_for
 from prefloop.engine.report import (
     dataset_provenance,
@@ -50,6 +51,7 @@ def execute(
     publisher: RunPublisher | None = None,
     wait_ready: Callable[[Callable[[str], None]], None] | None = None,
     protect_existing: bool = False,
+    metrics: DriverMetrics | None = None,
 ) -> RunResult:
     """Run to completion and write every output file; ``roles`` defaults to embedded ones.
 
@@ -60,7 +62,8 @@ def execute(
 
     ``publisher`` (service mode with Kafka) also sends each round's records to the run's topics.
     ``wait_ready`` (service mode) blocks until the role services are up before round 1; it gets
-    a function that prints one progress line.
+    a function that prints one progress line. ``metrics`` (``prefloop run --metrics-port``) gets
+    the loop gauges after every round and when the loop stops.
     """
     console = console or Console(stderr=True)
     run_dir = run_dir_for(run, output)
@@ -77,7 +80,7 @@ def execute(
     record_phase(run_dir, "running", warnings=list(data.warnings))
     try:
         result, summary = _rounds_and_outputs(
-            run, run_dir, pool, heldout, roles, resume, console, publisher, wait_ready
+            run, run_dir, pool, heldout, roles, resume, console, publisher, wait_ready, metrics
         )
     except BaseException as e:
         interrupted = isinstance(e, KeyboardInterrupt)
@@ -116,6 +119,7 @@ def _rounds_and_outputs(
     console: Console,
     publisher: RunPublisher | None,
     wait_ready: Callable[[Callable[[str], None]], None] | None,
+    metrics: DriverMetrics | None = None,
 ) -> tuple[RunResult, dict[str, Any]]:
     """Drive the rounds, then write the dataset, metrics, plot and summary."""
     spec = run.spec
@@ -140,6 +144,8 @@ def _rounds_and_outputs(
         task = progress.add_task("rounds", total=total_rounds)
 
         def on_round(m: dict[str, Any]) -> None:
+            if metrics is not None:
+                metrics.observe_round(m)
             progress.update(task, completed=m["round"])
             acc = m.get("heldout_accuracy")
             acc_txt = f"{acc:.3f}" if isinstance(acc, float) and not math.isnan(acc) else "n/a"
@@ -153,6 +159,8 @@ def _rounds_and_outputs(
             run, roles, run_dir, pool, heldout, on_round=on_round, publisher=publisher
         )
         result = engine.run_rounds(resume=resume)
+        if metrics is not None:
+            metrics.observe_finished(result.state)
         if resume:
             progress.update(task, completed=result.state.round)
     dataset = write_run_dataset(
