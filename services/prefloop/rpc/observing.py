@@ -71,6 +71,13 @@ class _Call:
         self.started = time.perf_counter()
         metrics.rpc_started(*self.labels)
 
+    def begin(self, request: Any, streaming_request: bool) -> tuple[_Call, Any]:
+        """Count the request (one message, or each of a stream as it is read)."""
+        if streaming_request:
+            return self, self.count_requests(request)
+        self.received()
+        return self, request
+
     def received(self) -> None:
         self.metrics.rpc_received(*self.labels)
 
@@ -150,11 +157,7 @@ def _unary_response(
     """Wrap a unary-response behaviour (unary or client-streaming)."""
 
     async def behaviour(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        call = new_call()
-        if streaming_request:
-            request = call.count_requests(request)
-        else:
-            call.received()
+        call, request = new_call().begin(request, streaming_request)
         try:
             reply = await inner(request, context)
         except BaseException as exc:
@@ -175,11 +178,7 @@ def _stream_response(
     """Wrap a streaming-response behaviour (server-streaming or bidirectional)."""
 
     async def behaviour(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        call = new_call()
-        if streaming_request:
-            request = call.count_requests(request)
-        else:
-            call.received()
+        call, request = new_call().begin(request, streaming_request)
         try:
             replies = inner(request, context)
             if inspect.isawaitable(replies):  # a coroutine that writes with context.write()
