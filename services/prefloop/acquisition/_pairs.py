@@ -41,8 +41,11 @@ def fill_illegal_pairs(matrix: np.ndarray, mask: np.ndarray, value: float) -> np
     matrix, value)`` allocates two N x N temporaries; the legal entries are left untouched.
     Returns ``matrix``.
     """
-    diagonal = np.arange(matrix.shape[1])
-    matrix[:, diagonal, diagonal] = value
+    p, n, _ = matrix.shape
+    if matrix.flags.c_contiguous:  # the diagonal as a strided view of the flat rows
+        matrix.reshape(p, n * n)[:, :: n + 1] = value
+    else:
+        matrix[:, np.arange(n), np.arange(n)] = value
     if not mask.all():
         padded = ~mask
         matrix[padded] = value

@@ -35,6 +35,7 @@ from prefloop.acquisition.registry import register
 
 AUF_PAPER = "https://arxiv.org/abs/2603.09692"
 _FLOOR_SLACK = 1e-9
+_BLOCK_GAPS = 1 << 17  # gaps per block of prompts (1 MiB of float64), to stay in cache
 
 
 def quantile_window(
@@ -54,26 +55,103 @@ def quantile_window(
 
 
 def ranked_values(flat: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per row, the values of descending rank ``lo`` and ``hi - 1`` (NaN where lo >= hi).
+    """Per row, the values of descending rank ``lo`` and ``hi - 1`` (NaN where lo >= hi), and
+    how many values are strictly larger than the first.
 
     Why: the two ends of DeltaQuantile's window, by ``np.partition`` (linear time) instead of a
-    full sort; rows sharing a window are partitioned together, so the loop is over distinct
-    windows (at most one per distinct response count), never over prompts.
+    full sort; values larger than the rank-``lo`` one all land in the partition's top ``lo``
+    slots, so they are counted there. Rows sharing a window are partitioned together, so the
+    loop is over distinct windows (at most one per distinct response count), never over prompts.
     """
     p, m = flat.shape
     top = np.full(p, np.nan)
     bottom = np.full(p, np.nan)
+    above_top = np.zeros(p, dtype=np.int64)
     live = lo < hi
     keys = lo * (m + 1) + hi
-    windows = np.unique(keys[live])
-    for key in windows:
+    for key in np.unique(keys[live]):
         rows = np.flatnonzero(live & (keys == key))
         high, low = m - 1 - int(lo[rows[0]]), m - int(hi[rows[0]])  # ascending positions
-        part = flat[rows] if rows.size < p else flat.copy()
-        part.partition(sorted({low, high}), axis=1)
+        part = np.partition(flat[rows] if rows.size < p else flat, sorted({low, high}), axis=1)
         top[rows] = part[:, high]
         bottom[rows] = part[:, low]
-    return top, bottom
+        above_top[rows] = np.count_nonzero(part[:, high + 1 :] > top[rows, None], axis=1)
+    return top, bottom, above_top
+
+
+def candidate_ranks(lo: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted-rank cells ``(a, b)`` that can hold the gap of descending rank ``lo``.
+
+    Why: with the upper bounds sorted descending (rank ``a``) and the lower bounds ascending
+    (rank ``b``), every gap in the rectangle ``a' <= a, b' <= b`` is at least as large as the
+    gap at ``(a, b)`` (rounding is monotone), and at most ``min(a, b) + 1`` of its cells are
+    self-pairs. Cells whose rectangle holds at most ``lo + 2`` legal pairs are kept. Then
+    (1) the kept cells hold every gap larger than the rank-``lo`` value ``v`` and a gap equal to
+    ``v`` (a gap with ``lo + 1`` others at least as large cannot be needed), so ``v`` is their
+    rank-``lo`` value; (2) when ``v`` occurs twice or more in the matrix, it occurs at least
+    twice among the kept cells (the two occurrences with the smallest rectangles have only
+    larger gaps and each other in them), so one kept occurrence means ``v`` is unique.
+    """
+    a, b = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    keep = (a + 1) * (b + 1) - np.minimum(a + 1, b + 1) <= lo + 2
+    return a[keep], b[keep]
+
+
+def rank_entry_from_bounds(
+    upper: np.ndarray, lower: np.ndarray, mask: np.ndarray, lo: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row, the gap value of descending rank ``lo``, how many gaps are larger, and the
+    value's flat index when it is unique (-1 when it is tied).
+
+    Why: the one-wide window from the ``candidate_ranks`` cells only (about ``lo log lo`` of
+    N^2), formed and partitioned per group of rows with the same ``lo`` (the loop is over
+    distinct response counts, never over prompts). The candidate gaps are ``upper_i -
+    lower_j``, the very numbers of the full matrix; padded responses sort last with infinite
+    bounds, so their gaps are -inf.
+    """
+    p, n = mask.shape
+    rows = np.arange(p)[:, None]
+    if not mask.all():
+        upper, lower = np.where(mask, upper, -np.inf), np.where(mask, lower, np.inf)
+    by_upper = np.argsort(-upper, axis=1)
+    by_lower = np.argsort(lower, axis=1)
+    upper_sorted = upper[rows, by_upper]
+    lower_sorted = lower[rows, by_lower]
+    lower_rank = np.empty((p, n), dtype=np.int16)  # response -> its rank by lower bound
+    lower_rank[rows, by_lower] = np.arange(n, dtype=np.int16)
+    self_partner = lower_rank[rows, by_upper]  # upper rank a -> lower rank of the same response
+    value = np.full(p, np.nan)
+    above = np.zeros(p, dtype=np.int64)
+    unique_at = np.full(p, -1, dtype=np.int64)
+    for rank in np.unique(lo):
+        group = np.arange(p) if np.all(lo == rank) else np.flatnonzero(lo == rank)
+        a, b = candidate_ranks(int(rank), n)
+        gaps = upper_sorted[group].take(a, axis=1) - lower_sorted[group].take(b, axis=1)
+        gaps[self_partner[group].take(a, axis=1) == b] = -np.inf  # self-pairs
+        kth = a.size - 1 - int(rank)
+        v = np.partition(gaps, kth, axis=1)[:, kth]
+        value[group] = v
+        above[group] = np.count_nonzero(gaps > v[:, None], axis=1)
+        equal = gaps == v[:, None]
+        unique = np.count_nonzero(equal, axis=1) == 1
+        cell = np.argmax(equal[unique], axis=1)
+        where = group[unique]
+        unique_at[where] = by_upper[where, a[cell]] * n + by_lower[where, b[cell]]
+    return value, above, unique_at
+
+
+def nth_equal(equal: np.ndarray, nth: np.ndarray) -> np.ndarray:
+    """(P,) column of the ``nth[p]``-th (0-based) True entry of each row of ``equal``.
+
+    Why: the tie-break by flat index; without earlier ties (``nth`` 0, the usual case) it is a
+    plain argmax, and only rows with earlier ties count their True entries.
+    """
+    column = np.argmax(equal, axis=1)
+    tied = np.flatnonzero(nth > 0)
+    if tied.size:
+        seen = np.cumsum(equal[tied], axis=1)
+        column[tied] = np.argmax(seen > nth[tied, None], axis=1)
+    return column
 
 
 def ranked_ties(
@@ -92,26 +170,44 @@ def ranked_ties(
     return rows[keep], columns[keep]
 
 
+def single_entry_window(
+    upper: np.ndarray, lower: np.ndarray, mask: np.ndarray, lo: np.ndarray
+) -> np.ndarray:
+    """(P,) flat index of the gap of descending rank ``lo`` (ties by flat index), per prompt.
+
+    Why: a one-wide window (``epsilon = 0``, the default) holds a single pair, the answer for
+    one pair per prompt. ``rank_entry_from_bounds`` finds it without the N x N matrix when its
+    value is unique; for prompts where the value is tied, the right occurrence (ties by flat
+    index) is found among all the gaps, block by block (the loop is over blocks of about 2^17
+    gaps, never over prompts). The gaps are computed as in ``optimistic_gap``, so the
+    comparison is exact.
+    """
+    n = mask.shape[1]
+    value, above, index = rank_entry_from_bounds(upper, lower, mask, lo)
+    tied = np.flatnonzero(index < 0)  # the value occurs more than once: rank its occurrences
+    block = max(1, _BLOCK_GAPS // (n * n))
+    for start in range(0, tied.size, block):
+        rows = tied[start : start + block]
+        gaps = upper[rows, :, None] - lower[rows, None, :]
+        fill_illegal_pairs(gaps, mask[rows], -np.inf)
+        equal = gaps.reshape(-1, n * n) == value[rows, None]
+        index[rows] = nth_equal(equal, lo[rows] - above[rows])
+    return index
+
+
 def first_window_pair(
     gap: np.ndarray, upper: np.ndarray, mask: np.ndarray, lo: np.ndarray, hi: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The head of DeltaQuantile's priority order per prompt: ``(flat index, has_pair)``.
+) -> np.ndarray:
+    """(P,) flat index of the head of DeltaQuantile's priority order, for any window width.
 
-    Why: with one pair per prompt (the default) only the first pair of the order matters:
-    among the window's pairs the highest first-response upper bound, then the best rank
-    (larger gap, then lower flat index), found with masked maxima instead of a stable argsort
-    and a lexsort. A one-wide window (``epsilon = 0``) is its single entry. ``gap``'s illegal
-    entries are overwritten with -inf (legal ones are untouched).
+    Why: with one pair per prompt only the first pair of the order matters: among the window's
+    pairs the highest first-response upper bound, then the best rank (larger gap, then lower
+    flat index), found with masked maxima instead of a stable argsort and a lexsort. ``gap``'s
+    illegal entries are overwritten with -inf (legal ones are untouched).
     """
     p, n, _ = gap.shape
-    live = lo < hi
     flat = fill_illegal_pairs(gap, mask, -np.inf).reshape(p, n * n)
-    top, bottom = ranked_values(flat, lo, hi)
-    index = np.zeros(p, dtype=np.int64)
-    if np.all(hi[live] - lo[live] == 1):
-        rows, columns = ranked_ties(flat, top, lo, hi)
-        index[rows] = columns
-        return index, live
+    top, bottom, _ = ranked_values(flat, lo, hi)
     inside = (flat < top[:, None]) & (flat > bottom[:, None])
     for end in (top, bottom):
         rows, columns = ranked_ties(flat, end, lo, hi)
@@ -122,8 +218,7 @@ def first_window_pair(
     best = window & (leads & (upper == best_upper[:, None]))[:, :, None]
     best_gap = np.where(best, gap, -np.inf).reshape(p, n * n).max(axis=1)
     best &= gap == best_gap[:, None, None]
-    index[:] = np.argmax(best.reshape(p, n * n), axis=1)
-    return index, live
+    return np.argmax(best.reshape(p, n * n), axis=1)
 
 
 @register(
@@ -155,15 +250,21 @@ def delta_quantile(
         raise AcquisitionError(f"{rule}: quantile must be in [0, 1], got {quantile!r}")
 
     p, n = mask.shape
-    gap = optimistic_gap(mean, std, beta)
     counts = mask.sum(axis=1)
     lo, hi = quantile_window(counts * (counts - 1), q, eps)
     if k == 1:
-        flat_index, has_pair = first_window_pair(gap, mean + beta * std, mask, lo, hi)
-        rows = np.flatnonzero(has_pair)
-        picked = PickedPairs(rows.astype(np.int64), flat_index[rows] // n, flat_index[rows] % n)
-        return picked.to_selection(score=picked.gather(gap))
+        upper, lower = mean + beta * std, mean - beta * std  # as in optimistic_gap
+        rows = np.flatnonzero(lo < hi)
+        if np.all(hi[rows] - lo[rows] == 1):
+            flat_index = single_entry_window(upper[rows], lower[rows], mask[rows], lo[rows])
+        else:
+            gap = optimistic_gap(mean[rows], std[rows], beta)
+            flat_index = first_window_pair(gap, upper[rows], mask[rows], lo[rows], hi[rows])
+        first, second = flat_index // n, flat_index % n
+        picked = PickedPairs(rows.astype(np.int64), first, second)
+        return picked.to_selection(score=upper[rows, first] - lower[rows, second])
 
+    gap = optimistic_gap(mean, std, beta)
     valid = pair_validity(mask)
     flat_valid = valid.reshape(p, n * n)
     flat_gap = np.where(flat_valid, gap.reshape(p, n * n), -np.inf)
