@@ -228,8 +228,9 @@ class JudgeSpec(_Model):
     """`deterministic`: the higher stored score wins; `bradley_terry`: the label is sampled with
     P(a > b) = sigmoid((T(s_a) - T(s_b)) / temperature), seeded per pair."""
     tie_policy: Literal["first", "random"] = "first"
-    """Equal scores: keep the acquisition order (`first`, as ActiveUltraFeedback) or a seeded
-    coin (`random`). Ties are flagged in the data set either way."""
+    """Equal scores: the first response in canonical order (by response id) wins (`first`) or a
+    seeded coin (`random`); neither depends on which response the rule put first (unlike
+    ActiveUltraFeedback, where a tie keeps the acquisition order). Ties are flagged either way."""
     temperature: Annotated[float, Field(gt=0.0)] = 1.0
     """Bradley-Terry temperature."""
     score_transform: Literal["logit", "identity"] = "logit"
@@ -269,9 +270,12 @@ class BudgetSpec(_Model):
     """Limits that end the run; whichever is hit first."""
 
     max_annotations: Annotated[int, Field(ge=1)] | None = None
-    """Judge calls that produce a label; null = one pass over the prompts."""
+    """Judge calls (a pair the judge labels for the first time in this run); null = no limit."""
+    max_pairs: Annotated[int, Field(ge=1)] | None = None
+    """Pairs that enter the data set, whatever labelled them: the judge, a rule's identity label
+    (`delta_qwen`) or pseudo-label (`adpo` with output.includePseudoLabels); null = no limit."""
     max_rounds: Annotated[int, Field(ge=1)] | None = None
-    """Rounds (batches); null = until the prompts or the annotation budget run out."""
+    """Rounds (batches); null = until the prompts or another budget run out."""
 
 
 class EvaluationSpec(_Model):
