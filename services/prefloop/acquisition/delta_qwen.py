@@ -17,6 +17,7 @@ always first). ``score`` is the rank gap ``rank(second) - rank(first)``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 
 import numpy as np
 
@@ -53,9 +54,16 @@ def model_ranks(models: np.ndarray, mask: np.ndarray, rank_of: dict[str, int]) -
     Why: turns names into numbers in one dictionary pass (no sort of the names), after which
     the rule is vectorised (https://arxiv.org/abs/2507.06187).
     """
-    names = np.where(mask, models, "").ravel().tolist()
-    ranks = np.fromiter((rank_of.get(str(name), -1) for name in names), np.int64, len(names))
-    return np.where(mask, ranks.reshape(mask.shape), -1)
+    names = models[mask].tolist()
+    try:
+        ranks = np.fromiter(map(rank_of.get, names, repeat(-1)), np.int64, len(names))
+    except TypeError:  # an unhashable entry: every name is looked up by its text below
+        ranks = np.full(len(names), -1, dtype=np.int64)
+    missed = np.flatnonzero(ranks < 0)  # names that are not str (compared by their text)
+    ranks[missed] = [rank_of.get(str(names[i]), -1) for i in missed.tolist()]
+    out = np.full(mask.shape, -1, dtype=np.int64)
+    out[mask] = ranks
+    return out
 
 
 def _missing_models_message(
