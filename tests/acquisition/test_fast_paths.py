@@ -23,6 +23,7 @@ from prefloop.acquisition._pairs import (
     uniform_choice,
 )
 from prefloop.acquisition._sampling import retry_partner
+from prefloop.acquisition.infomax import widest_interval_pair, widest_upper_pair
 
 SEEDS = range(12)
 CASES = [
@@ -172,3 +173,26 @@ def test_lazy_retries_equal_the_eager_draw_and_leave_the_same_generator_state(
         np.testing.assert_array_equal(got[1], want[1])
         for dtype in (np.float32, np.float64):  # the same generator state afterwards
             np.testing.assert_array_equal(lazy_rng.random(5, dtype), eager_rng.random(5, dtype))
+
+
+@pytest.mark.parametrize("slots", [12, 20, 32])
+@pytest.mark.parametrize("kind", ["normal", "ties", "equal_std", "huge"])
+def test_infomax_pruned_search_equals_every_upper_pair(slots: int, kind: str) -> None:
+    g = np.random.default_rng(slots)
+    mean = g.normal(size=(300, slots))
+    std = g.random((300, slots))
+    if kind == "ties":
+        mean, std = np.round(mean), np.round(std * 2) / 2
+    elif kind == "equal_std":
+        std = np.full_like(std, 0.7)
+    elif kind == "huge":
+        mean, std = mean * 1e15 + 1e16, std * 1e15
+    mask = g.random((300, slots)) < 0.8
+    mean, std = np.where(mask, mean, 0.0), np.where(mask, std, 0.0)
+    for beta in (0.0, 1.0, 3.0):
+        pruned, pruned_width = widest_interval_pair(mean, std, beta, mask)
+        dense, dense_width = widest_upper_pair(mean + beta * std, mean - beta * std, mask)
+        np.testing.assert_array_equal(pruned.prompt_index, dense.prompt_index)
+        np.testing.assert_array_equal(pruned.first, dense.first)
+        np.testing.assert_array_equal(pruned.second, dense.second)
+        np.testing.assert_array_equal(pruned_width, dense_width)

@@ -207,6 +207,12 @@ def random_ordered_pair(rng: np.random.Generator, mask: np.ndarray) -> PickedPai
     uniform among the other ``n - 1``), with two integer draws per prompt instead of a key for
     every ordered pair. Prompts with fewer than two real responses get no pair.
     """
+    p, n = mask.shape
+    if n >= 2 and mask.all():  # the same draws as below with every count equal to n
+        leader = np.asarray(rng.integers(0, n, size=p))
+        other = np.asarray(rng.integers(0, n - 1, size=p))
+        other += other >= leader
+        return PickedPairs(np.arange(p, dtype=np.int64), leader, other)
     counts = np.count_nonzero(mask, axis=1)
     has_pair = counts >= 2
     first_pos = rng.integers(0, np.maximum(counts, 1))

@@ -12,6 +12,10 @@ argmax returns ``first < second`` (the first flat index wins ties). It is comput
 ``sigmoid(x) + sigmoid(y) - 1`` with ``x = UB_i - LB_j`` and ``y = UB_j - LB_i`` (the same value,
 since ``sigmoid(-y) = 1 - sigmoid(y)``), which makes the symmetry exact in floating point.
 The reference code has no beta for InfoMax (its bounds use beta = 1); ``beta = 1`` matches it.
+
+For one pair per prompt only pairs that can be the widest are evaluated: ``W[i, j]`` is at
+most ``tanh((w_i + w_j) / 4)`` with ``w = UB - LB``, so once a few wide pairs are known most
+pairs are ruled out without a sigmoid (``width_cutoff``); the pick is exactly the dense one.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ from prefloop.acquisition.delta_ucb import optimistic_gap
 from prefloop.acquisition.registry import register
 
 AUF_PAPER = "https://arxiv.org/abs/2603.09692"
+_WIDTH_SLACK = 1e-12  # widths lie in [0, 1]; far above the few ulps of expit and the sums
+_PROBES = 4  # the widest responses whose pairs give the first lower bound on the best width
+_BUCKET = 4  # group sizes are rounded up to a multiple of this
+_DENSE_MAX_RESPONSES = 8  # below this the pruning costs more than it saves
 
 
 def preference_interval_width(mean: np.ndarray, std: np.ndarray, beta: float) -> np.ndarray:
@@ -38,19 +46,44 @@ def preference_interval_width(mean: np.ndarray, std: np.ndarray, beta: float) ->
     return np.asarray(sig + sig.transpose(0, 2, 1) - 1.0)
 
 
-def widest_interval_pair(
-    mean: np.ndarray, std: np.ndarray, beta: float, mask: np.ndarray
+def width_cutoff(
+    upper: np.ndarray, lower: np.ndarray, mask: np.ndarray, by_spread: np.ndarray
+) -> np.ndarray:
+    """Per row, a spread sum ``w_i + w_j`` (``w = UB - LB``) below which no pair is the widest.
+
+    Why: ``W[i, j] = s(a) + s(b) - 1`` with ``a + b = w_i + w_j`` is at most
+    ``tanh((w_i + w_j) / 4)`` (the maximum over ``a`` of ``s(a) + s(S - a)`` is at ``a = S / 2``).
+    With ``W0`` the largest width among the pairs of the four widest responses
+    (``by_spread``), a pair with ``tanh((w_i + w_j) / 4)`` below ``W0`` minus a slack for every
+    rounding involved (1e-12 plus 16 ulps of the row's largest bound) cannot be the widest.
+    -inf where nothing can be cut.
+    """
+    p, n = mask.shape
+    rows = np.arange(p)[:, None]
+    a, b = np.triu_indices(min(_PROBES, n), 1)
+    i, j = by_spread[:, a], by_spread[:, b]
+    known = expit(upper[rows, i] - lower[rows, j])
+    known += expit(upper[rows, j] - lower[rows, i])
+    known -= 1.0
+    best = np.where(mask[rows, i] & mask[rows, j], known, -np.inf).max(axis=1)
+    magnitude = np.max(np.where(mask, np.maximum(np.abs(upper), np.abs(lower)), 0.0), axis=1)
+    cap = best - _WIDTH_SLACK - 16 * np.finfo(np.float64).eps * magnitude
+    usable = np.isfinite(cap) & (cap > 0)
+    cut = 4.0 * np.arctanh(np.where(usable, cap, 0.0))
+    cut -= 1e-9 * (1.0 + np.abs(cut))
+    return np.where(usable, cut, -np.inf)
+
+
+def widest_upper_pair(
+    upper: np.ndarray, lower: np.ndarray, mask: np.ndarray
 ) -> tuple[PickedPairs, np.ndarray]:
-    """InfoMax's single pair per prompt and its width, from the pairs ``i < j`` only.
+    """InfoMax's single pair per prompt from every pair ``i < j`` (for few responses).
 
     Why: ``W`` is exactly symmetric, so its first flat argmax always lies above the diagonal;
-    evaluating the ``N (N - 1) / 2`` upper pairs in row-major order gives the same pair and
-    value as the full matrix with half the sigmoids (https://arxiv.org/abs/2603.09692).
+    the ``N (N - 1) / 2`` upper pairs in row-major order give the same pair and value as the
+    full matrix with half the sigmoids.
     """
-    n = mask.shape[1]
-    first, second = np.triu_indices(n, 1)
-    upper = mean + beta * std
-    lower = mean - beta * std
+    first, second = np.triu_indices(mask.shape[1], 1)
     width = expit(upper[:, first] - lower[:, second]) + expit(upper[:, second] - lower[:, first])
     width -= 1.0
     legal = mask[:, first] & mask[:, second]
@@ -58,6 +91,57 @@ def widest_interval_pair(
     rows = np.flatnonzero(legal.any(axis=1))
     picked = PickedPairs(rows.astype(np.int64), first[best[rows]], second[best[rows]])
     return picked, np.asarray(width[rows, best[rows]], dtype=np.float64)
+
+
+def widest_interval_pair(
+    mean: np.ndarray, std: np.ndarray, beta: float, mask: np.ndarray
+) -> tuple[PickedPairs, np.ndarray]:
+    """InfoMax's single pair per prompt and its width, evaluating only pairs that can win.
+
+    Why: by ``width_cutoff`` a pair ``(i, j)`` can only be the widest when
+    ``w_i >= cut - max(w)``, so only the widest responses passing that test (typically a
+    quarter) are paired with each other; rows are grouped by that count rounded up to a
+    multiple of 4 (a loop over at most N / 4 sizes, never over prompts). The widths are the
+    numbers of ``preference_interval_width`` (its addition is symmetric in ``i, j``), and among
+    equal maxima the lowest flat index ``i * N + j`` with ``i < j`` wins, as the first flat
+    argmax of the symmetric matrix does (https://arxiv.org/abs/2603.09692). With at most 8
+    responses every upper pair is evaluated (``widest_upper_pair``).
+    """
+    p, n = mask.shape
+    upper = mean + beta * std
+    lower = mean - beta * std
+    if n <= _DENSE_MAX_RESPONSES:
+        return widest_upper_pair(upper, lower, mask)
+    spread = np.where(mask, upper - lower, -np.inf)
+    by_spread = np.argsort(-spread, axis=1)
+    sorted_spread = np.take_along_axis(spread, by_spread, axis=1)
+    cut = width_cutoff(upper, lower, mask, by_spread)
+    needed = np.count_nonzero(sorted_spread >= (cut - sorted_spread[:, 0])[:, None], axis=1)
+    real = np.count_nonzero(mask, axis=1)
+    size = np.minimum(-(-np.maximum(needed, 2) // _BUCKET) * _BUCKET, n)
+    first = np.zeros(p, dtype=np.int64)
+    second = np.zeros(p, dtype=np.int64)
+    width = np.full(p, -np.inf)
+    rows = np.flatnonzero(real >= 2)
+    for k in np.unique(size[rows]):
+        group = rows[size[rows] == k]
+        members = by_spread[group, :k]  # (G, k) original indices, widest first
+        x = np.take_along_axis(upper[group], members, axis=1)[:, :, None]
+        x = x - np.take_along_axis(lower[group], members, axis=1)[:, None, :]
+        sig = np.asarray(expit(x))
+        pair_width = sig + sig.transpose(0, 2, 1)
+        pair_width -= 1.0
+        low = np.minimum(members[:, :, None], members[:, None, :])
+        high = np.maximum(members[:, :, None], members[:, None, :])
+        real_member = np.take_along_axis(mask[group], members, axis=1)
+        legal = (low != high) & real_member[:, :, None] & real_member[:, None, :]
+        pair_width[~legal] = -np.inf
+        best = pair_width.reshape(group.size, -1).max(axis=1)
+        at_best = np.where(pair_width == best[:, None, None], low * n + high, n * n)
+        chosen = at_best.reshape(group.size, -1).min(axis=1)
+        first[group], second[group], width[group] = chosen // n, chosen % n, best
+    picked = PickedPairs(rows.astype(np.int64), first[rows], second[rows])
+    return picked, width[rows]
 
 
 @register(

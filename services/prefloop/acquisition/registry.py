@@ -108,8 +108,8 @@ def get_rule(name: str) -> RuleInfo:
 def check_params(name: str, params: dict[str, Any]) -> None:
     """Reject parameters the rule does not take, naming them and the ones it does."""
     info = get_rule(name)
-    allowed = info.parameters()
-    unknown = sorted(set(params) - set(allowed))
+    allowed = _keyword_defaults(info.fn)
+    unknown = sorted(set(params) - allowed.keys())
     if unknown:
         raise AcquisitionError(
             f"acquisition method {name!r} has no parameter(s) {unknown}; "
@@ -143,19 +143,27 @@ def select(
         raise AcquisitionError(
             f"mean {inputs.mean.shape} and mask {inputs.mask.shape} must both be (P, N)"
         )
-    if inputs.mask.shape[0] and int(inputs.mask.sum(axis=1).min()) < 2:
-        bad = int(np.argmin(inputs.mask.sum(axis=1)))
-        raise AcquisitionError(f"prompt row {bad} has fewer than 2 responses; nothing to pair")
+    full = bool(np.all(inputs.mask))  # no padding: the per-row checks below are not needed
+    if inputs.mask.shape[0] and not (full and inputs.mask.shape[1] >= 2):
+        counts = np.count_nonzero(inputs.mask, axis=1)
+        if int(counts.min()) < 2:
+            bad = int(np.argmin(counts))
+            raise AcquisitionError(f"prompt row {bad} has fewer than 2 responses; nothing to pair")
     sel = info.fn(inputs, rng, **params)
-    _check_selection(name, sel, inputs.mask)
+    _check_selection(name, sel, inputs.mask, full)
     return sel
 
 
-def _check_selection(name: str, sel: Selection, mask: np.ndarray) -> None:
+def _check_selection(name: str, sel: Selection, mask: np.ndarray, full: bool) -> None:
     if sel.size == 0:
         return
     if np.any(sel.first == sel.second):
         raise AcquisitionError(f"rule {name!r} paired a response with itself (a bug in the rule)")
+    n = mask.shape[1]
+    lowest = min(int(sel.first.min()), int(sel.second.min()))
+    highest = max(int(sel.first.max()), int(sel.second.max()))
+    if full and lowest >= 0 and highest < n:  # no padding: every in-range index is real
+        return
     ok = mask[sel.prompt_index, sel.first] & mask[sel.prompt_index, sel.second]
     if not np.all(ok):
         raise AcquisitionError(f"rule {name!r} selected a padded (missing) response")
