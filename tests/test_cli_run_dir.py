@@ -128,7 +128,8 @@ def test_status_reads_a_finished_run(
     assert status["pairs_in_dataset"] == 4
     assert 0.0 <= status["heldout_accuracy"] <= 1.0
     assert status["stop_reason"] == "prompts exhausted"
-    assert status["dataset"] and all(Path(p).is_file() for p in status["dataset"].values())
+    assert status["dataset"] and Path(status["dataset"]).exists()
+    assert status["files"] and all(Path(p).is_file() for p in status["files"].values())
     assert any("2 short" in w for w in status["warnings"])
 
     assert main(["status", str(finished.out), "-o", "yaml"]) == 0
@@ -170,7 +171,7 @@ def test_interrupt_status_then_resume(
     assert main(["status", str(out), "-o", "json"]) == 0
     running = json.loads(capsys.readouterr().out)
     assert running["phase"] == "running" and running["pid"] == proc.pid
-    assert running["dataset"] == {}
+    assert running["dataset"] is None and running["files"] == {}
 
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGCONT)

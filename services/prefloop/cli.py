@@ -36,6 +36,7 @@ what it needs, so ``prefloop --help`` loads no torch, gRPC or datasets.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import traceback
@@ -413,52 +414,18 @@ def _crd(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _export_register(sub: Any) -> None:
-    from prefloop.bus.export import add_export_parser
+def lazy(module: str, name: str) -> Callable[..., Any]:
+    """``module.name`` as a function that imports ``module`` only when called.
 
-    add_export_parser(sub)
+    Why: commands whose parser and handler live next to their code (``bench``, ``export``,
+    ``up``, ``broker``) are registered without importing them, which keeps ``--help`` fast.
+    """
 
+    def call(*args: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args)
 
-def _export(args: argparse.Namespace) -> int:
-    from prefloop.bus.export import run_export
-
-    return run_export(args)
-
-
-def _up_register(sub: Any) -> object:
-    from prefloop.rpc.up import add_up_parser
-
-    return add_up_parser(sub)
-
-
-def _up(args: argparse.Namespace) -> int:
-    from prefloop.rpc.up import run_up
-
-    return run_up(args)
-
-
-def _broker_register(sub: Any) -> object:
-    from prefloop.bus.broker import add_broker_parser
-
-    return add_broker_parser(sub)
-
-
-def _broker(args: argparse.Namespace) -> int:
-    from prefloop.bus.broker import run_broker
-
-    return run_broker(args)
-
-
-def _bench_register(sub: Any) -> None:
-    from prefloop.bench.cli import add_bench_parser
-
-    add_bench_parser(sub)
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from prefloop.bench.cli import run_bench
-
-    return run_bench(args)
+    call.__qualname__ = f"lazy({module}.{name})"
+    return call
 
 
 COMMANDS: dict[str, Command] = {
@@ -466,13 +433,13 @@ COMMANDS: dict[str, Command] = {
     "serve": Command("run one role of a run as a gRPC service", _serve, _serve_arguments),
     "up": Command(
         "start the five role services of a run (and a broker) until Ctrl-C",
-        _up,
-        register=_up_register,
+        lazy("prefloop.rpc.up", "run_up"),
+        register=lazy("prefloop.rpc.up", "add_up_parser"),
     ),
     "broker": Command(
         "run a local Kafka broker with durable storage (development)",
-        _broker,
-        register=_broker_register,
+        lazy("prefloop.bus.broker", "run_broker"),
+        register=lazy("prefloop.bus.broker", "add_broker_parser"),
     ),
     "validate": Command(
         "check a manifest and its data; print it with defaults", _validate, _validate_arguments
@@ -481,11 +448,15 @@ COMMANDS: dict[str, Command] = {
     "methods": Command("list the acquisition rules", _methods, _output_format_argument),
     "export": Command(
         "rebuild a run's dataset from its Kafka annotations topic",
-        _export,
-        register=_export_register,
+        lazy("prefloop.bus.export", "run_export"),
+        register=lazy("prefloop.bus.export", "add_export_parser"),
     ),
     "crd": Command("print the ActiveRun CRD generated from the spec", _crd),
-    "bench": Command("label-efficiency and speed benchmarks", _bench, register=_bench_register),
+    "bench": Command(
+        "label-efficiency and speed benchmarks",
+        lazy("prefloop.bench.cli", "run_bench"),
+        register=lazy("prefloop.bench.cli", "add_bench_parser"),
+    ),
 }
 """Every subcommand, in ``--help`` order; a new one is one entry here."""
 

@@ -55,12 +55,16 @@ class RunStatus:
     pairs_in_dataset: int
     heldout_accuracy: float | None
     stop_reason: str
-    dataset: dict[str, str] = field(default_factory=dict)
-    """Format -> path of the dataset files (written when the run finishes)."""
+    dataset: str | None = None
+    """Where to load the preference data from once the run finished: the run directory when it
+    carries a dataset card (``datasets.load_dataset(dataset)``), else the JSONL file."""
+    files: dict[str, str] = field(default_factory=dict)
+    """Kind -> path of every output the finished run wrote (data files, metrics, plot, card)."""
     checkpoint: str | None = None
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     updated_at: str | None = None
+    """When the runner recorded the phase (the start of the run while it is running)."""
     pid: int | None = None
     host: str | None = None
 
@@ -119,6 +123,7 @@ def read_status(run_dir: str | Path) -> RunStatus:
     recorded = recorded or {}
     summary = summary or {}
     phase = _phase(recorded, summary, state)
+    files = {str(k): str(v) for k, v in _mapping(summary.get("files")).items()}
     finished = phase == "finished"
     accuracy = summary.get("final_heldout_accuracy") if finished else last.get("heldout_accuracy")
     return RunStatus(
@@ -139,7 +144,8 @@ def read_status(run_dir: str | Path) -> RunStatus:
         ),
         heldout_accuracy=_finite(accuracy),
         stop_reason=str(recorded.get("stop_reason") or summary.get("stop_reason") or ""),
-        dataset={k: str(v) for k, v in _mapping(summary.get("files")).items()} if finished else {},
+        dataset=_dataset_location(run_dir, files) if finished else None,
+        files=files if finished else {},
         checkpoint=checkpoint,
         warnings=[str(w) for w in recorded.get("warnings") or summary.get("warnings") or []],
         error=recorded.get("error"),
@@ -167,13 +173,14 @@ def render_status(status: RunStatus) -> str:
         ("stop reason", status.stop_reason or "-"),
     ]
     if status.dataset:
-        rows += [(f"dataset ({fmt})", path) for fmt, path in status.dataset.items()]
+        rows.append(("dataset", status.dataset))
+        rows += [(f"file ({kind})", path) for kind, path in status.files.items()]
     else:
         rows.append(("dataset", "not written yet (the run writes it when it finishes)"))
     if status.checkpoint:
         rows.append(("checkpoint", status.checkpoint))
     if status.updated_at:
-        rows.append(("updated", status.updated_at))
+        rows.append(("phase since", status.updated_at))
     if status.error:
         rows.append(("error", status.error))
     rows += [("warning", w) for w in status.warnings]
@@ -181,6 +188,12 @@ def render_status(status: RunStatus) -> str:
         rows.append(("next", "prefloop run MANIFEST --output RUN_DIR --resume continues it"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows) + "\n"
+
+
+def _dataset_location(run_dir: Path, files: dict[str, str]) -> str | None:
+    if (run_dir / "README.md").is_file():  # a dataset card: load_dataset(run_dir) reads it
+        return str(run_dir)
+    return files.get("jsonl") or files.get("parquet")
 
 
 def _phase(recorded: dict[str, Any], summary: dict[str, Any], state: Any) -> Phase:
