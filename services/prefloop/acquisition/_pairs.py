@@ -26,6 +26,9 @@ import numpy as np
 
 from prefloop.acquisition.base import Selection
 
+SMALL_N = 8
+"""Up to this many responses a full (P, N, N) pass is cheaper than O(P N) bookkeeping."""
+
 
 def pair_validity(mask: np.ndarray) -> np.ndarray:
     """(P, N, N) bool: True where ``i != j`` and both responses are real."""
@@ -142,10 +145,19 @@ def top_k_difference_pairs(
     """``top_k_pairs`` of the outer difference ``a_i - b_j`` and the picked differences.
 
     Why: the shared core of DeltaUCB and MaxMin; ``k = 1`` (the default) skips the N x N matrix
-    (``outer_difference_argmax``), larger ``k`` ranks the full matrix.
+    (``outer_difference_argmax``) unless N is so small that the matrix is cheaper than the
+    per-row bookkeeping; larger ``k`` ranks the full matrix.
     """
     if k == 1:
-        first, second, has_pair = outer_difference_argmax(a, b, mask)
+        p, n = mask.shape
+        if n <= SMALL_N:
+            gap = fill_illegal_pairs(a[:, :, None] - b[:, None, :], mask, -np.inf)
+            best = np.argmax(gap.reshape(p, n * n), axis=1)
+            first, second = best // n, best % n
+            counts = np.full(p, n) if mask.all() else np.count_nonzero(mask, axis=1)
+            has_pair = counts >= 2
+        else:
+            first, second, has_pair = outer_difference_argmax(a, b, mask)
         rows = np.flatnonzero(has_pair)
         picked = PickedPairs(rows.astype(np.int64), first[rows], second[rows])
         return picked, np.asarray(a[rows, picked.first] - b[rows, picked.second], np.float64)

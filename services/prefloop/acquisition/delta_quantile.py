@@ -24,6 +24,7 @@ from prefloop.acquisition._checks import (
     checked_nonnegative,
 )
 from prefloop.acquisition._pairs import (
+    SMALL_N,
     PickedPairs,
     fill_illegal_pairs,
     pair_validity,
@@ -183,6 +184,11 @@ def single_entry_window(
     comparison is exact.
     """
     n = mask.shape[1]
+    if n <= SMALL_N:  # few gaps per prompt: rank them all, skip the candidate bookkeeping
+        gaps = fill_illegal_pairs(upper[:, :, None] - lower[:, None, :], mask, -np.inf)
+        flat = gaps.reshape(-1, n * n)
+        value, _, above = ranked_values(flat, lo, lo + 1)
+        return nth_equal(flat == value[:, None], lo - above)
     value, above, index = rank_entry_from_bounds(upper, lower, mask, lo)
     tied = np.flatnonzero(index < 0)  # the value occurs more than once: rank its occurrences
     block = max(1, _BLOCK_GAPS // (n * n))
