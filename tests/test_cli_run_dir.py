@@ -125,7 +125,7 @@ def test_status_reads_a_finished_run(
     assert status["name"] == "quickstart" and status["method"] == "delta_ucb"
     assert status["round"] == 2
     assert (status["annotations_used"], status["max_annotations"]) == (4, 6)
-    assert status["pairs_in_dataset"] == 4
+    assert status["pairs_in_dataset"] == 4 and status["max_pairs"] is None
     assert 0.0 <= status["heldout_accuracy"] <= 1.0
     assert status["stop_reason"] == "prompts exhausted"
     assert status["dataset"] and Path(status["dataset"]).exists()

@@ -137,6 +137,10 @@ def test_validate_warns_about_a_budget_the_pool_cannot_fill(
     assert _validate("spec.budget.maxAnnotations=100", "spec.budget.maxRounds=3") == 0
     err = capsys.readouterr().err
     assert "at most 48 pairs" in err and "round budget exhausted" in err
+    # the pair budget (every pair entering the dataset) is bounded the same way
+    assert _validate("spec.budget.maxAnnotations=null", "spec.budget.maxPairs=90") == 0
+    err = capsys.readouterr().err
+    assert "warning: budget.maxPairs 90 cannot be reached" in err and "at least 10 short" in err
 
 
 def test_the_bound_counts_the_pairs_a_prompt_has(

@@ -53,6 +53,8 @@ class RunStatus:
     max_annotations: int | None
     """None: one pass over the prompts."""
     pairs_in_dataset: int
+    max_pairs: int | None
+    """``budget.maxPairs``; None: no limit on dataset pairs."""
     heldout_accuracy: float | None
     stop_reason: str
     dataset: str | None = None
@@ -140,8 +142,11 @@ def read_status(run_dir: str | Path) -> RunStatus:
         pairs_in_dataset=int(
             summary["pairs_in_dataset"]
             if finished and "pairs_in_dataset" in summary
-            else sum(int(m.get("pairs_in_dataset", 0)) for m in metrics)
+            else (state or {}).get(
+                "pairs_used", sum(int(m.get("pairs_in_dataset", 0)) for m in metrics)
+            )
         ),
+        max_pairs=_mapping(spec.get("budget")).get("maxPairs"),
         heldout_accuracy=_finite(accuracy),
         stop_reason=str(recorded.get("stop_reason") or summary.get("stop_reason") or ""),
         dataset=_dataset_location(run_dir, files) if finished else None,
@@ -168,7 +173,11 @@ def render_status(status: RunStatus) -> str:
         ("phase", phase),
         ("round", str(status.round)),
         ("annotations", f"{status.annotations_used} of {budget}"),
-        ("pairs in dataset", str(status.pairs_in_dataset)),
+        (
+            "pairs in dataset",
+            f"{status.pairs_in_dataset}"
+            + ("" if status.max_pairs is None else f" of {status.max_pairs}"),
+        ),
         ("held-out accuracy", acc),
         ("stop reason", status.stop_reason or "-"),
     ]

@@ -213,10 +213,10 @@ def _pair_count(n_responses: int, cap: int | None) -> int:
 def budget_warnings(run: ActiveRun, pool_size: int, n_held: int, reachable: int) -> list[str]:
     """One warning per budget the data cannot fill, with the shortfall and what to change."""
     spec = run.spec
-    limits = [("budget.maxAnnotations", spec.budget.max_annotations, "annotations")]
-    max_pairs = getattr(spec.budget, "max_pairs", None)  # present once the spec counts pairs
-    if isinstance(max_pairs, int):
-        limits.append(("budget.maxPairs", max_pairs, "pairs"))
+    limits = [
+        ("budget.maxAnnotations", spec.budget.max_annotations, "annotations"),
+        ("budget.maxPairs", spec.budget.max_pairs, "dataset pairs"),
+    ]
     why = (
         f"{pool_size} prompts are selected from after evaluation.heldoutFraction "
         f"{spec.evaluation.heldout_fraction:g} holds out {n_held}"

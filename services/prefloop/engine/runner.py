@@ -181,7 +181,9 @@ def _rounds_and_outputs(
                 f"{run.metadata.name}: {spec.acquisition.method}",
             )
         )
-    shortfall = budget_shortfall(run, result.state.annotations_used, result.state.stop_reason)
+    shortfall = budget_shortfall(
+        run, result.state.annotations_used, result.state.pairs_used, result.state.stop_reason
+    )
     summary = summarize(run, result, files, warnings=shortfall)
     for warning in shortfall:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -192,16 +194,26 @@ def _rounds_and_outputs(
     return result, summary
 
 
-def budget_shortfall(run: ActiveRun, annotations_used: int, stop_reason: str) -> Sequence[str]:
-    """A warning when the run stopped before spending its annotation budget, with the gap.
+def budget_shortfall(
+    run: ActiveRun, annotations_used: int, pairs_used: int, stop_reason: str
+) -> Sequence[str]:
+    """A warning per budget the run stopped short of because it ran out of prompts, with the gap.
 
     Why: "prompts exhausted" with budget left is a run that did less than asked; the summary
-    must say so rather than leave it to a reader of the metrics.
+    must say so rather than leave it to a reader of the metrics. A run stopped by one of its
+    limits (annotations, pairs, rounds: whichever comes first) did what it was asked.
     """
-    budget = run.spec.budget.max_annotations
-    if budget is None or annotations_used >= budget:
+    if stop_reason != "prompts exhausted":
         return []
-    return [
-        f"budget.maxAnnotations {budget} was not reached: the run stopped ({stop_reason}) after "
-        f"{annotations_used} annotations, {budget - annotations_used} short"
-    ]
+    b = run.spec.budget
+    out = []
+    for name, limit, used, unit in (
+        ("budget.maxAnnotations", b.max_annotations, annotations_used, "annotations"),
+        ("budget.maxPairs", b.max_pairs, pairs_used, "dataset pairs"),
+    ):
+        if limit is not None and used < limit:
+            out.append(
+                f"{name} {limit} was not reached: the run stopped ({stop_reason}) after "
+                f"{used} {unit}, {limit - used} short"
+            )
+    return out
