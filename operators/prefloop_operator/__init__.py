@@ -1,14 +1,19 @@
 """prefloop_operator: the kopf operator that reconciles ``ActiveRun`` resources.
 
-Its job on a cluster: deploy the five role services on the GPU node pools an ActiveRun names,
-drive rounds with the same round engine as ``prefloop run`` (through gRPC), and keep
-``status`` (phase, round, annotations used, reward-model version, conditions) true to what the
-children are doing. The CRD it serves is generated from ``prefloop.spec`` by ``prefloop crd``.
+For each ActiveRun it deploys the role services the run does not take from an ``endpoint:``
+(one Deployment + Service per role, on the node pools the run names), creates the run's Kafka
+topics and a driver Job that runs the round engine against the services (``prefloop driver``,
+resuming from the last checkpoint on the run's volume), and keeps ``status`` true to what it
+observes. Modules, one concern each:
 
-This package holds the operator's entry points as they are built; the embedded engine it drives
-lives in ``prefloop.engine``.
+- :mod:`.handlers`: the kopf handlers (reconcile, finalizer, settings);
+- :mod:`.children`: pure functions from a run to the ConfigMap/Deployment/Service/Job dicts;
+- :mod:`.status`: the one function from observations to phase and conditions;
+- :mod:`.topics`: the run's Kafka topics, created and deleted idempotently;
+- :mod:`.progress`: what the driver reports to the operator (a ConfigMap);
+- :mod:`.driver`: ``prefloop driver``, the driver Job's command;
+- :mod:`.kube`: a dict client for the few kinds used; :mod:`.cli`: ``prefloop operator``.
+
+The RBAC the operator needs is in ``operators/prefloop_operator/RBAC.md``. Importing this package
+imports nothing heavy (the driver's first heartbeat must not wait for the spec's imports).
 """
-
-from prefloop.crd import GROUP, PLURAL, VERSION
-
-__all__ = ["GROUP", "PLURAL", "VERSION"]

@@ -22,6 +22,9 @@
 - ``prefloop export --from-kafka HOST:PORT --run NAME --out DIR`` rebuilds a run's dataset from
   its Kafka topics alone.
 - ``prefloop crd`` prints the ActiveRun CustomResourceDefinition generated from the typed spec.
+- ``prefloop operator [--namespace NS|--all-namespaces] [--peering NAME] [--standalone]`` runs the
+  Kubernetes operator; ``prefloop driver RUN.yaml --connect ...`` is what its driver Job runs
+  (``operators/prefloop_operator``, extra ``operator``).
 
 Exit status: 0 success; 1 runtime failure (a service, the judge, the disk or a rule failed while
 running: the run directory keeps its last checkpoint and ``--resume`` continues); 2 usage error or
@@ -456,6 +459,16 @@ COMMANDS: dict[str, Command] = {
         "label-efficiency and speed benchmarks",
         lazy("prefloop.bench.cli", "run_bench"),
         register=lazy("prefloop.bench.cli", "add_bench_parser"),
+    ),
+    "operator": Command(
+        "run the Kubernetes operator that reconciles ActiveRuns (extra: operator)",
+        lazy("prefloop_operator.cli", "run_operator"),
+        register=lazy("prefloop_operator.cli", "add_operator_parser"),
+    ),
+    "driver": Command(
+        "run a cluster run's rounds, as the operator's driver Job does",
+        lazy("prefloop_operator.cli", "run_driver"),
+        register=lazy("prefloop_operator.cli", "add_driver_parser"),
     ),
 }
 """Every subcommand, in ``--help`` order; a new one is one entry here."""

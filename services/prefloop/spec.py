@@ -19,8 +19,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from prefloop.spec_base import SpecModel
+from prefloop.spec_cluster import (
+    KafkaSpec,
+    KeyRef,
+    RolesSpec,
+    SecretRef,
+    StorageSpec,
+)
 
 API_VERSION: Literal["prefloop.dev/v1alpha1"] = "prefloop.dev/v1alpha1"
 KIND: Literal["ActiveRun"] = "ActiveRun"
@@ -48,15 +56,7 @@ class SpecError(ValueError):
     """The manifest is invalid; the message names each field at fault and how to fix it."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        validate_default=True,
-        use_attribute_docstrings=True,
-        frozen=True,
-    )
+_Model = SpecModel
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,6 +79,9 @@ class PromptsSpec(_Model):
     """Use only the first `limit` prompts of the file (before shuffling); null uses all."""
     shuffle: bool = True
     """Shuffle the prompts with the run's seed before cutting them into batches."""
+    config_map: KeyRef | None = None
+    """Cluster mode: read the prompts from this ConfigMap key (small prompt sets, < 1 MiB)
+    instead of `path`; the operator mounts it and points `path` at it."""
 
 
 class ModelSpec(_Model):
@@ -300,6 +303,13 @@ class OutputSpec(_Model):
     training files flagged by `tie`, `drop` leaves them out."""
     keep_checkpoints: Annotated[int, Field(ge=1)] = 2
     """How many round checkpoints to keep."""
+    uri: Annotated[str, Field(pattern=r"^(s3|gs|gcs|file)://.+")] | None = None
+    """Where the finished dataset is copied (fsspec: `s3://bucket/prefix`, `gs://...`,
+    `file:///path`); null: it stays in the run directory (on `spec.storage` in a cluster)."""
+    credentials_secret: SecretRef | None = None
+    """Cluster mode: a Secret whose keys become the driver's environment (e.g.
+    `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`) and files under
+    `/var/run/secrets/prefloop/output` (e.g. a GCS service-account key)."""
 
 
 class ActiveRunSpec(_Model):
@@ -331,6 +341,14 @@ class ActiveRunSpec(_Model):
     """Run directory."""
     suspend: bool = False
     """Cluster only: pause the run (the operator scales services to zero, progress is kept)."""
+    storage: StorageSpec | None = None
+    """Cluster only: the volume the prompts, checkpoints and dataset live on; null: an
+    emptyDir (lost with the pods: no resume)."""
+    roles: RolesSpec = RolesSpec()
+    """Cluster only: pods of each role service and of the driver, or endpoints of shared
+    services."""
+    kafka: KafkaSpec = KafkaSpec()
+    """Cluster only: the broker of the run's topics."""
 
     @model_validator(mode="after")
     def _judge_can_label_the_pool(self) -> ActiveRunSpec:
@@ -339,6 +357,19 @@ class ActiveRunSpec(_Model):
                 "judge.kind: oracle reveals stored judge scores, but responses.source: models "
                 "generates new responses that have none; use responses.source: precomputed "
                 "with scored data (live LLM judges are not available yet)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _replay_buffer_holds_a_round(self) -> ActiveRunSpec:
+        """Mirrored by a CEL rule of the CRD (``prefloop.crd.cel_rules``)."""
+        most_pairs = self.batch_size * self.pairs_per_prompt
+        if self.trainer.replay_buffer_size < most_pairs:
+            raise ValueError(
+                f"trainer.replayBufferSize ({self.trainer.replay_buffer_size}) is smaller than "
+                f"the pairs one round may label (batchSize * pairsPerPrompt = {most_pairs}): "
+                "the trainer would never see some paid labels; raise replayBufferSize or "
+                "lower batchSize"
             )
         return self
 
@@ -406,9 +437,15 @@ class ActiveRun(_Model):
     """The run."""
 
     def fingerprint(self) -> str:
-        """Hash of everything that shapes the data set (not budget, output or suspend), used to
-        refuse resuming a run directory with a different configuration."""
-        data = self.spec.model_dump(mode="json", exclude={"budget", "output", "suspend"})
+        """Hash of everything that shapes the data set (not budget, output, suspend or where the
+        run's pods and files live), used to refuse resuming a run directory with a different
+        configuration."""
+        cluster_only = {k: True for k in ("storage", "roles", "kafka")}
+        data = self.spec.model_dump(
+            mode="json",
+            exclude={"budget": True, "output": True, "suspend": True, **cluster_only}
+            | {"prompts": {"config_map": True}},
+        )
         blob = json.dumps({"name": self.metadata.name, "spec": data}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -42,7 +42,14 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _section(model: type[BaseModel], path: str, out: list[str]) -> None:
+def _section(
+    model: type[BaseModel], path: str, out: list[str], seen: dict[type, str] | None = None
+) -> None:
+    seen = {} if seen is None else seen
+    if model in seen:  # e.g. the five roles: document the model once, point to it after
+        out.append(f"## `{path}`\n\nSame fields as [`{seen[model]}`](#{_anchor(seen[model])}).\n")
+        return
+    seen[model] = path
     out.append(f"## `{path}`\n\n{(model.__doc__ or '').strip()}\n")
     out.append("| field | type | default | description |\n|---|---|---|---|")
     nested: list[tuple[type[BaseModel], str]] = []
@@ -65,7 +72,12 @@ def _section(model: type[BaseModel], path: str, out: list[str]) -> None:
                 nested.append((arg, f"{path}.{key}[]"))
     out.append("")
     for sub, sub_path in nested:
-        _section(sub, sub_path, out)
+        _section(sub, sub_path, out, seen)
+
+
+def _anchor(path: str) -> str:
+    """The GitHub anchor of the heading `` `path` ``."""
+    return "".join(c for c in path.lower() if c.isalnum() or c in "-_")
 
 
 def render_spec_reference() -> str:
