@@ -123,22 +123,31 @@ def widest_interval_pair(
     second = np.zeros(p, dtype=np.int64)
     width = np.full(p, -np.inf)
     rows = np.flatnonzero(real >= 2)
+    full = bool(mask.all())
     for k in np.unique(size[rows]):
         group = rows[size[rows] == k]
         members = by_spread[group, :k]  # (G, k) original indices, widest first
         x = np.take_along_axis(upper[group], members, axis=1)[:, :, None]
         x = x - np.take_along_axis(lower[group], members, axis=1)[:, None, :]
         sig = np.asarray(expit(x))
-        pair_width = sig + sig.transpose(0, 2, 1)
+        pair_width = (sig + sig.transpose(0, 2, 1)).reshape(group.size, k * k)
         pair_width -= 1.0
-        low = np.minimum(members[:, :, None], members[:, None, :])
-        high = np.maximum(members[:, :, None], members[:, None, :])
-        real_member = np.take_along_axis(mask[group], members, axis=1)
-        legal = (low != high) & real_member[:, :, None] & real_member[:, None, :]
-        pair_width[~legal] = -np.inf
-        best = pair_width.reshape(group.size, -1).max(axis=1)
-        at_best = np.where(pair_width == best[:, None, None], low * n + high, n * n)
-        chosen = at_best.reshape(group.size, -1).min(axis=1)
+        pair_width[:, :: k + 1] = -np.inf  # self-pairs
+        if not full:
+            real = np.take_along_axis(mask[group], members, axis=1)
+            pair_width[~(real[:, :, None] & real[:, None, :]).reshape(group.size, k * k)] = -np.inf
+        cell = np.argmax(pair_width, axis=1)
+        best = pair_width[np.arange(group.size), cell]
+        a, b = members[np.arange(group.size), cell // k], members[np.arange(group.size), cell % k]
+        chosen = np.minimum(a, b) * n + np.maximum(a, b)
+        # the maximum sits at (a, b) and (b, a); more cells mean a tie between pairs: the lowest
+        # flat index i * N + j (i < j) among them wins
+        tied = np.flatnonzero(np.count_nonzero(pair_width == best[:, None], axis=1) > 2)
+        if tied.size:
+            low = np.minimum(members[tied, :, None], members[tied, None, :]).reshape(tied.size, -1)
+            high = np.maximum(members[tied, :, None], members[tied, None, :]).reshape(tied.size, -1)
+            at_best = np.where(pair_width[tied] == best[tied, None], low * n + high, n * n)
+            chosen[tied] = at_best.min(axis=1)
         first[group], second[group], width[group] = chosen // n, chosen % n, best
     picked = PickedPairs(rows.astype(np.int64), first[rows], second[rows])
     return picked, width[rows]
