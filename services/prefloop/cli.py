@@ -19,6 +19,8 @@
   use, pairs, held-out accuracy, stop reason and dataset files.
 - ``prefloop methods [-o json|yaml]`` lists the acquisition rules with their parameters and papers.
 - ``prefloop bench label-efficiency|speed ...`` measures methods (see docs/benchmarks.md).
+- ``prefloop train dpo|reward-model --dataset RUN_DIR --model PATH --output DIR`` trains a
+  policy (DPO, IPO, SimPO) or a reward model on a run's dataset with TRL (docs/training.md).
 - ``prefloop export --from-kafka HOST:PORT --run NAME --out DIR`` rebuilds a run's dataset from
   its Kafka topics alone.
 - ``prefloop crd`` prints the ActiveRun CustomResourceDefinition generated from the typed spec.
@@ -459,6 +461,11 @@ COMMANDS: dict[str, Command] = {
         "label-efficiency and speed benchmarks",
         lazy("prefloop.bench.cli", "run_bench"),
         register=lazy("prefloop.bench.cli", "add_bench_parser"),
+    ),
+    "train": Command(
+        "train a model on a run's dataset: dpo (DPO/IPO/SimPO) or reward-model (TRL)",
+        lazy("prefloop.posttrain.cli", "run_train"),
+        register=lazy("prefloop.posttrain.cli", "add_train_parser"),
     ),
     "operator": Command(
         "run the Kubernetes operator that reconciles ActiveRuns (extra: operator)",

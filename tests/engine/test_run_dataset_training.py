@@ -5,7 +5,6 @@ toy tokenizer: no download, no weights from the Hub."""
 from __future__ import annotations
 
 import copy
-import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,19 +15,14 @@ import torch
 import yaml
 from datasets import load_dataset
 
+from _tiny_llama import make_tiny_run, pair_texts, tiny_config, tiny_tokenizer
 from prefloop import __version__
-from prefloop.cli import main
 from prefloop.data.run_dataset import dataset_file, margin_of
 from prefloop.data.writers import read_dataset
 from prefloop.spec import load_activerun
 
 trl = pytest.importorskip("trl", reason="trl (the dev extra) trains on the run's output")
 pytestmark = pytest.mark.model
-
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{{ eos_token }}{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
 
 
 @pytest.fixture(scope="module")
@@ -37,69 +31,7 @@ def run_dir(
 ) -> Iterator[Path]:
     """One round of the shrunk quickstart (DRTS, 8 pairs), written under umask 022."""
     out = tmp_path_factory.mktemp("trl") / "runs" / "tiny"
-    args = ["run", str(repo_root / "examples" / "quickstart.yaml"), "--output", str(out)]
-    overrides = [
-        "spec.prompts.limit=40",
-        "spec.batchSize=8",
-        "spec.rewardModel.embedder.maxLengthTokens=64",
-        f"spec.rewardModel.embedder.cacheDir={feature_cache_dir}",
-        "spec.rewardModel.head.numHeads=4",
-        "spec.trainer.epochsPerRound=2",
-        "spec.acquisition.method=drts",
-        "spec.seed=3",
-        "spec.budget.maxRounds=1",
-        "spec.budget.maxAnnotations=null",
-    ]
-    for override in overrides:
-        args += ["--set", override]
-    previous = os.umask(0o022)
-    try:
-        assert main(args) == 0
-    finally:
-        os.umask(previous)
-    yield out
-
-
-def _tiny_tokenizer(texts: list[str]) -> Any:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<unk>", "<pad>", "<eos>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(texts, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<eos>", unk_token="<unk>", pad_token="<pad>"
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
-
-
-def _tiny_config(tokenizer: Any, **extra: Any) -> Any:
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=8192,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        **extra,
-    )
-
-
-def _texts(rows: list[dict[str, Any]]) -> list[str]:
-    return [m["content"] for r in rows for col in ("prompt", "chosen", "rejected") for m in r[col]]
+    yield make_tiny_run(repo_root, out, feature_cache_dir)
 
 
 @pytest.fixture
@@ -145,7 +77,7 @@ def test_dpo_and_reward_trainers_run_on_the_run_dir(
     from transformers import LlamaForCausalLM, LlamaForSequenceClassification
 
     train = load_dataset(str(run_dir), cache_dir=str(tmp_path / "hf"))["train"]
-    tokenizer = _tiny_tokenizer(_texts(train.to_list()))
+    tokenizer = tiny_tokenizer(pair_texts(train.to_list()))
     common: dict[str, Any] = {
         "max_steps": 2,
         "per_device_train_batch_size": 2,
@@ -159,7 +91,7 @@ def test_dpo_and_reward_trainers_run_on_the_run_dir(
     }
 
     torch.manual_seed(0)
-    policy = LlamaForCausalLM(_tiny_config(tokenizer))
+    policy = LlamaForCausalLM(tiny_config(tokenizer))
     before = [p.detach().clone() for p in policy.parameters()]
     dpo = trl.DPOTrainer(
         model=policy,
@@ -176,7 +108,7 @@ def test_dpo_and_reward_trainers_run_on_the_run_dir(
 
     def reward_losses(dataset: Any, name: str) -> list[float]:
         torch.manual_seed(0)
-        model = LlamaForSequenceClassification(_tiny_config(tokenizer, num_labels=1))
+        model = LlamaForSequenceClassification(tiny_config(tokenizer, num_labels=1))
         trainer = trl.RewardTrainer(
             model=model,
             args=trl.RewardConfig(output_dir=str(tmp_path / name), **common),
