@@ -1,4 +1,9 @@
-"""The post-training part of the ActiveRun spec: train a model on a run's preference dataset.
+"""The policy parts of the ActiveRun spec: the policy in the loop and post-training.
+
+``trainer.policy`` (:class:`PolicySpec`, with ``trainer.kind: policy``) puts a causal LM in the
+loop: the reward role serves its DPO implicit rewards and MC-dropout spread to the acquisition
+rule (AE-DPO, AE-Borda, ADPO read them) and the trainer role takes DPO steps on each round's
+labelled pairs.
 
 ``spec.postTraining`` holds the same settings as ``prefloop train dpo|reward-model`` (the CLI
 builds one :class:`PostTrainingSpec` from its flags), so the operator can later run the training
@@ -77,3 +82,31 @@ class PostTrainingSpec(SpecModel):
     deepspeed: str | None = None
     """A DeepSpeed config: ``zero3`` (the ZeRO-3 config shipped with prefloop) or a path to a
     JSON file; launch with ``accelerate launch`` or ``deepspeed`` (docs/training.md)."""
+
+
+class PolicySpec(SpecModel):
+    """The policy in the loop (``trainer.kind: policy``): a causal LM trained by DPO each round."""
+
+    model: str | None = None
+    """The policy's starting model (also the frozen reference pi_ref): a local Hugging Face
+    directory or an already downloaded Hub id. Required with ``trainer.kind: policy``."""
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
+    """MC-dropout rate on the final hidden state before the LM head (AE-DPO's
+    ``llm_dropout``, 0.05)."""
+    mc_samples: Annotated[int, Field(ge=2)] = 5
+    """MC-dropout passes per response; their mean and std are the acquisition's mu and s
+    (AE-DPO's ``num_samples``, 5)."""
+    beta: Annotated[float, Field(gt=0.0)] = 0.1
+    """DPO beta: the served rewards are beta (log pi - log pi_ref), the scale ADPO's gamma and
+    AE-Borda's sigmoid use (0.1 in every seed recipe)."""
+    learning_rate: Annotated[float, Field(gt=0.0)] = 5e-7
+    """Learning rate of the in-loop DPO steps (RMSprop in AE-DPO, AdamW here; 5e-7)."""
+    steps_per_round: Annotated[int, Field(ge=1)] = 1
+    """DPO optimiser steps per round on the replay of labelled pairs."""
+    batch_size: Annotated[int, Field(ge=1)] = 8
+    """Pairs per DPO step (sampled from every labelled pair so far)."""
+    max_length: Annotated[int, Field(ge=8)] = 512
+    """Longest prompt + response in tokens (AE-DPO's ``max_length``, 512); longer ones are
+    cut from the right."""
+    device: str = "cpu"
+    """Torch device of the policy and the reference."""
