@@ -242,6 +242,7 @@ def run_one(
         run = build_run(cfg, method, seed, {"model_ranking": list(ranking)}, paid_calls)
     run_dir = cfg.out / "runs" / f"{method}-s{seed}"
     roles, model, _ = build_embedded_roles(run, run_dir, None)
+    assert isinstance(model, LocalRewardModel), "the bench runs reward-head methods only"
     evaluation_items = eval_items if eval_items is not None else heldout
     if eval_items is not None:
         assert isinstance(roles.reward, LocalReward)

@@ -64,10 +64,16 @@ def encode_pair(tokenizer: Any, prompt: Any, response: Any) -> tuple[list[int], 
 
 
 def batch_tensors(
-    tokenizer: Any, prompts: Sequence[Any], responses: Sequence[Any]
+    tokenizer: Any,
+    prompts: Sequence[Any],
+    responses: Sequence[Any],
+    max_length: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(ids, attention_mask, response_mask), right-padded, for a batch of (prompt, response)."""
+    """(ids, attention_mask, response_mask), right-padded, for a batch of (prompt, response);
+    sequences longer than ``max_length`` tokens are cut from the right."""
     encoded = [encode_pair(tokenizer, p, r) for p, r in zip(prompts, responses, strict=True)]
+    if max_length is not None:
+        encoded = [(ids[:max_length], min(n, max_length)) for ids, n in encoded]
     width = max(len(ids) for ids, _ in encoded)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     ids = torch.full((len(encoded), width), int(pad), dtype=torch.long)
@@ -97,6 +103,7 @@ def sequence_logprobs(
     *,
     batch_size: int = 8,
     grad: bool = False,
+    max_length: int | None = None,
 ) -> torch.Tensor:
     """(B,) log pi(response | prompt) summed over response tokens, in the model's current mode.
 
@@ -107,7 +114,10 @@ def sequence_logprobs(
     device = next(model.parameters()).device
     for start in range(0, len(prompts), batch_size):
         ids, attention, response = batch_tensors(
-            tokenizer, prompts[start : start + batch_size], responses[start : start + batch_size]
+            tokenizer,
+            prompts[start : start + batch_size],
+            responses[start : start + batch_size],
+            max_length,
         )
         ids, attention, response = ids.to(device), attention.to(device), response.to(device)
         with torch.set_grad_enabled(grad):
