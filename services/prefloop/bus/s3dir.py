@@ -6,8 +6,9 @@ sqlite engines are not compiled in. To give a local broker durable storage witho
 or another service, this module serves one bucket from a directory, implementing exactly what
 Tansu's object-store client uses:
 
-- ``PUT /BUCKET/KEY`` (write-then-rename, fsynced) with conditional writes: ``If-None-Match:
-  *`` (create only) and ``If-Match: ETAG`` (replace only that version), else 412;
+- ``PUT /BUCKET/KEY`` (write-then-rename; fsynced with ``--fsync``) with conditional writes:
+  ``If-None-Match: *`` (create only) and ``If-Match: ETAG`` (replace only that version), else
+  412;
 - ``GET`` / ``HEAD /BUCKET/KEY`` (with ``Range: bytes=a-b``), ``DELETE /BUCKET/KEY``;
 - ``GET /BUCKET?list-type=2&prefix=...`` (ListObjectsV2, with ``delimiter``, ``max-keys``,
   ``start-after`` and continuation tokens).
@@ -40,10 +41,11 @@ MAX_KEYS = 1000
 class ObjectDir:
     """One bucket's objects as files under ``root`` (thread-safe)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, fsync: bool = False) -> None:
         self.root = root.resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
+        self.fsync = fsync
 
     def path(self, key: str) -> Path:
         """The file of ``key``; a key that would leave the directory is refused."""
@@ -80,17 +82,19 @@ class ObjectDir:
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                    if self.fsync:
+                        fh.flush()
+                        os.fsync(fh.fileno())
                 os.replace(tmp, target)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
-            dir_fd = os.open(target.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            if self.fsync:
+                dir_fd = os.open(target.parent, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
         return self.etag(data)
 
     def delete(self, key: str) -> None:
@@ -294,9 +298,11 @@ class S3DirServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], root: Path, bucket: str, verbose: bool) -> None:
+    def __init__(
+        self, address: tuple[str, int], root: Path, bucket: str, verbose: bool, fsync: bool = False
+    ) -> None:
         super().__init__(address, _Handler)
-        self.store = ObjectDir(root)
+        self.store = ObjectDir(root, fsync)
         self.bucket = bucket
         self.verbose = verbose
 
@@ -309,8 +315,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--bucket", default="tansu")
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    p.add_argument(
+        "--fsync",
+        action="store_true",
+        help="fsync every write (survives a machine crash too, about 5x slower); without it "
+        "a write survives any crash of the processes, not of the machine",
+    )
     args = p.parse_args(argv)
-    server = S3DirServer((args.host, args.port), args.dir, args.bucket, args.verbose)
+    server = S3DirServer((args.host, args.port), args.dir, args.bucket, args.verbose, args.fsync)
     print(f"s3dir: bucket {args.bucket} in {args.dir} on {args.host}:{args.port}", file=sys.stderr)
     sys.stderr.flush()
     try:
