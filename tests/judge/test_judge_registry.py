@@ -30,7 +30,10 @@ def test_made_judge_satisfies_the_protocol() -> None:
 
 
 def test_unknown_kind_lists_known_kinds() -> None:
-    with pytest.raises(ValueError, match=r"unknown judge kind 'gpt'; known kinds: oracle"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown judge kind 'gpt'; known kinds: oracle, pairwise, reward_model, rubric",
+    ):
         make_judge("gpt", seed=0)  # type: ignore[arg-type]
 
 
@@ -39,7 +42,8 @@ def test_unknown_parameter_lists_accepted_ones() -> None:
         ValueError, match=r"does not accept parameter\(s\) temprature; accepted: mode"
     ):
         make_judge("oracle", seed=0, temprature=2.0)
-    assert judge_kinds() == ("oracle",)
+    assert judge_kinds() == ("oracle", "pairwise", "reward_model", "rubric")
+    assert {"llm", "config_key", "cache", "aspects"} <= set(judge_parameters("rubric"))
     assert "tie_policy" in judge_parameters("oracle")
     assert "seed" not in judge_parameters("oracle")
 

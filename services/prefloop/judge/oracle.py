@@ -7,8 +7,9 @@ are. Two oracles are offered:
 
 - ``deterministic``: the higher stored score wins, as ActiveUltraFeedback's
   ``UltraFeedbackOracle`` does (https://arxiv.org/abs/2603.09692, code
-  ``activeuf/oracle/oracles.py``). Equal scores are a tie, resolved by ``tie_policy``: ``"first"``
-  lets the first response *in canonical order* win, ``"random"`` flips a seeded coin.
+  ``activeuf/oracle/oracles.py``). Equal scores (or within ``tie_margin``) are a tie, resolved by
+  ``tie_policy``: ``"first"`` lets the first response *in canonical order* win, ``"random"``
+  flips a seeded coin.
 - ``bradley_terry``: a noisy judge, ``P(a > b) = sigmoid((T(s_a) - T(s_b)) / temperature)``
   (Bradley & Terry 1952, https://doi.org/10.2307/2334029). For [0, 1] scores that are each a win
   probability against one shared reference (AlpacaEval), ``T = logit`` of the clipped score makes
@@ -31,51 +32,20 @@ and order-free choice. Ties are flagged (``tie=True``) either way, so a consumer
 from __future__ import annotations
 
 import math
-from typing import Literal, get_args
+from typing import get_args
 
-import numpy as np
+from prefloop.data.records import Response
+from prefloop.judge.base import JudgeError, Judgement, JudgeRequest
+from prefloop.judge.decision import (
+    OracleMode,
+    ScoreDecision,
+    ScoreTransform,
+    TiePolicy,
+    bradley_terry_probability,
+    pair_generator,
+)
 
-from prefloop.data.records import Response, stable_id
-from prefloop.judge.base import JudgeError, Judgement, JudgeRequest, response_key
-
-OracleMode = Literal["deterministic", "bradley_terry"]
-TiePolicy = Literal["first", "random"]
-ScoreTransform = Literal["logit", "identity"]
-
-
-def pair_generator(seed: int, pair_id: str) -> np.random.Generator:
-    """A generator determined by the run seed and the (order-free) pair id only.
-
-    Why: the label of a pair must be the same whichever batch it arrives in, and whether or not
-    the call is retried (see :mod:`prefloop.judge.base`).
-    """
-    return np.random.default_rng([seed, int(stable_id("judge-oracle", pair_id), 16)])
-
-
-def bradley_terry_probability(
-    score_a: np.ndarray | float,
-    score_b: np.ndarray | float,
-    *,
-    temperature: float = 1.0,
-    transform: ScoreTransform = "logit",
-    clip: float = 1e-4,
-) -> np.ndarray:
-    """P(a beats b) under Bradley-Terry on transformed scores, vectorised.
-
-    Why: the probability the simulated judge prefers ``a``; with ``transform="logit"`` and
-    win probabilities against a common reference, ``sigmoid(logit(s_a) - logit(s_b))`` is the
-    Bradley-Terry model implied by the shared anchor (https://doi.org/10.2307/2334029).
-    """
-    a = np.asarray(score_a, dtype=float)
-    b = np.asarray(score_b, dtype=float)
-    if transform == "logit":
-        a = np.clip(a, clip, 1.0 - clip)
-        b = np.clip(b, clip, 1.0 - clip)
-        diff = (np.log(a) - np.log1p(-a)) - (np.log(b) - np.log1p(-b))
-    else:
-        diff = a - b
-    z = diff / temperature
-    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * z)))
+__all__ = ["StoredScoreOracle", "bradley_terry_probability", "check_choice", "pair_generator"]
 
 
 class StoredScoreOracle:
@@ -92,6 +62,7 @@ class StoredScoreOracle:
         score_transform: ``"logit"`` for [0, 1] win-probability scores (clipped to
             ``[clip, 1 - clip]``), ``"identity"`` for other scales such as 1-5 ratings.
         clip: clipping of [0, 1] scores before the logit, in (0, 0.5).
+        tie_margin: scores at most this far apart are a tie (0: only equal scores).
         seed: the run seed (>= 0).
         name: recorded as the ``judge`` of every pair.
     """
@@ -104,18 +75,23 @@ class StoredScoreOracle:
         temperature: float = 1.0,
         score_transform: ScoreTransform = "logit",
         clip: float = 1e-4,
+        tie_margin: float = 0.0,
         seed: int = 0,
         name: str = "stored-score-oracle",
     ) -> None:
-        _check_choice("mode", mode, OracleMode)
-        _check_choice("tie_policy", tie_policy, TiePolicy)
-        _check_choice("score_transform", score_transform, ScoreTransform)
+        check_choice("mode", mode, OracleMode)
+        check_choice("tie_policy", tie_policy, TiePolicy)
+        check_choice("score_transform", score_transform, ScoreTransform)
         if isinstance(temperature, bool) or not isinstance(temperature, int | float):
             raise ValueError(f"temperature must be a number, got {temperature!r}")
         if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
         if isinstance(clip, bool) or not isinstance(clip, int | float) or not 0 < clip < 0.5:
             raise ValueError(f"clip must be a number in (0, 0.5), got {clip!r}")
+        if isinstance(tie_margin, bool) or not isinstance(tie_margin, int | float):
+            raise ValueError(f"tie_margin must be a number >= 0, got {tie_margin!r}")
+        if not (math.isfinite(tie_margin) and tie_margin >= 0):
+            raise ValueError(f"tie_margin must be a finite number >= 0, got {tie_margin!r}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         if not isinstance(name, str) or not name.strip():
@@ -127,6 +103,15 @@ class StoredScoreOracle:
         self.clip = float(clip)
         self.seed = seed
         self.name = name
+        self.decision = ScoreDecision(
+            mode=mode,
+            tie_policy=tie_policy,
+            temperature=self.temperature,
+            score_transform=score_transform,
+            clip=self.clip,
+            tie_margin=float(tie_margin),
+            seed=seed,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -170,43 +155,19 @@ class StoredScoreOracle:
     def _judge_one(self, request: JudgeRequest) -> Judgement:
         score_a = self._score(request, request.a, "a")
         score_b = self._score(request, request.b, "b")
-        a_is_first = response_key(request.a) <= response_key(request.b)
-        first, second = (score_a, score_b) if a_is_first else (score_b, score_a)
-        tie = first == second
-        if self.mode == "deterministic":
-            if not tie:
-                first_wins = first > second
-                probability_first = 1.0 if first_wins else 0.0
-            else:
-                probability_first = 0.5
-                if self.tie_policy == "first":
-                    first_wins = True
-                else:
-                    first_wins = bool(pair_generator(self.seed, request.pair_id).random() < 0.5)
-        else:
-            probability_first = float(
-                bradley_terry_probability(
-                    first,
-                    second,
-                    temperature=self.temperature,
-                    transform=self.score_transform,
-                    clip=self.clip,
-                )
-            )
-            draw = pair_generator(self.seed, request.pair_id).random()
-            first_wins = bool(draw < probability_first)
-        a_wins = first_wins == a_is_first
+        winner, probability_a, tie = self.decision.decide(request, score_a, score_b)
         return Judgement(
             pair_id=request.pair_id,
-            winner=0 if a_wins else 1,
-            probability_a=probability_first if a_is_first else 1.0 - probability_first,
+            winner=winner,
+            probability_a=probability_a,
             score_a=score_a,
             score_b=score_b,
             tie=tie,
         )
 
 
-def _check_choice(name: str, value: object, choices: object) -> None:
+def check_choice(name: str, value: object, choices: object) -> None:
+    """Refuse a value that is not one of a ``Literal``'s choices, naming the parameter."""
     allowed = get_args(choices)
     if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")

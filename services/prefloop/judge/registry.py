@@ -2,7 +2,9 @@
 
 Why a registry: the manifest says ``judge: {kind: oracle, mode: bradley_terry, temperature: 0.5}``
 and the engine must turn that into an object, rejecting unknown kinds and misspelt parameters
-with a message that lists what is accepted, before any budget is spent.
+with a message that lists what is accepted, before any budget is spent. The live kinds
+(``rubric``, ``pairwise``, ``reward_model``) take their model objects as parameters;
+:mod:`prefloop.judge.from_spec` builds those from the spec.
 """
 
 from __future__ import annotations
@@ -13,11 +15,17 @@ from typing import Any, Literal
 
 from prefloop.judge.base import Judge
 from prefloop.judge.oracle import StoredScoreOracle
+from prefloop.judge.pairwise import PairwiseJudge
+from prefloop.judge.reward_model import RewardModelJudge
+from prefloop.judge.rubric import RubricJudge
 
-JudgeKind = Literal["oracle"]
+JudgeKind = Literal["oracle", "rubric", "pairwise", "reward_model"]
 
 _FACTORIES: dict[str, Callable[..., Judge]] = {
     "oracle": StoredScoreOracle,
+    "rubric": RubricJudge,
+    "pairwise": PairwiseJudge,
+    "reward_model": RewardModelJudge,
 }
 
 

@@ -60,6 +60,11 @@ class HttpEndpointConfig(BaseModel):
     extra_body: dict[str, Any] = {}
     """Extra fields merged into every request body, e.g. vLLM's
     `chat_template_kwargs: {enable_thinking: false}`."""
+    price_per_million_input_tokens: Annotated[float, Field(ge=0.0)] = 0.0
+    """Price of one million prompt tokens, for the run's cost estimate (any currency, the same
+    for every endpoint of a run; 0 for a server you do not pay per token)."""
+    price_per_million_output_tokens: Annotated[float, Field(ge=0.0)] = 0.0
+    """Price of one million completion tokens, for the run's cost estimate."""
 
     @model_validator(mode="after")
     def _one_key_source(self) -> HttpEndpointConfig:
