@@ -70,8 +70,9 @@ def ranked_values(flat: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.
     above_top = np.zeros(p, dtype=np.int64)
     live = lo < hi
     keys = lo * (m + 1) + hi
-    for key in np.unique(keys[live]):
-        rows = np.flatnonzero(live & (keys == key))
+    shared = bool(live.all()) and bool(np.all(keys == keys[0]))  # one window for every row
+    for key in keys[:1] if shared else np.unique(keys[live]):
+        rows = np.arange(p) if shared else np.flatnonzero(live & (keys == key))
         high, low = m - 1 - int(lo[rows[0]]), m - int(hi[rows[0]])  # ascending positions
         part = np.partition(flat[rows] if rows.size < p else flat, sorted({low, high}), axis=1)
         top[rows] = part[:, high]
@@ -184,9 +185,11 @@ def single_entry_window(
     comparison is exact.
     """
     n = mask.shape[1]
-    if n <= SMALL_N:  # few gaps per prompt: rank them all, skip the candidate bookkeeping
+    if n <= SMALL_N or not lo.any():  # few gaps per prompt, or rank 0 (the largest gap)
         gaps = fill_illegal_pairs(upper[:, :, None] - lower[:, None, :], mask, -np.inf)
         flat = gaps.reshape(-1, n * n)
+        if not lo.any():  # the first flat argmax, as DeltaUCB
+            return np.argmax(flat, axis=1)
         value, _, above = ranked_values(flat, lo, lo + 1)
         return nth_equal(flat == value[:, None], lo - above)
     value, above, index = rank_entry_from_bounds(upper, lower, mask, lo)
@@ -256,7 +259,7 @@ def delta_quantile(
         raise AcquisitionError(f"{rule}: quantile must be in [0, 1], got {quantile!r}")
 
     p, n = mask.shape
-    counts = mask.sum(axis=1)
+    counts = np.full(p, n) if mask.all() else mask.sum(axis=1)
     lo, hi = quantile_window(counts * (counts - 1), q, eps)
     if k == 1:
         upper, lower = mean + beta * std, mean - beta * std  # as in optimistic_gap

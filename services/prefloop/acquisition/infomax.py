@@ -83,12 +83,17 @@ def widest_upper_pair(
     the ``N (N - 1) / 2`` upper pairs in row-major order give the same pair and value as the
     full matrix with half the sigmoids.
     """
-    first, second = np.triu_indices(mask.shape[1], 1)
+    p, n = mask.shape
+    first, second = np.triu_indices(n, 1)
     width = expit(upper[:, first] - lower[:, second]) + expit(upper[:, second] - lower[:, first])
     width -= 1.0
-    legal = mask[:, first] & mask[:, second]
-    best = np.argmax(np.where(legal, width, -np.inf), axis=1)
-    rows = np.flatnonzero(legal.any(axis=1))
+    if mask.all():  # every upper pair is legal
+        best = np.argmax(width, axis=1) if n >= 2 else np.zeros(p, dtype=np.int64)
+        rows = np.arange(p) if n >= 2 else np.zeros(0, dtype=np.int64)
+    else:
+        legal = mask[:, first] & mask[:, second]
+        best = np.argmax(np.where(legal, width, -np.inf), axis=1)
+        rows = np.flatnonzero(legal.any(axis=1))
     picked = PickedPairs(rows.astype(np.int64), first[best[rows]], second[best[rows]])
     return picked, np.asarray(width[rows, best[rows]], dtype=np.float64)
 
