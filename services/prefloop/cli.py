@@ -467,6 +467,11 @@ COMMANDS: dict[str, Command] = {
         lazy("prefloop.posttrain.cli", "run_train"),
         register=lazy("prefloop.posttrain.cli", "add_train_parser"),
     ),
+    "judge-ui": Command(
+        "run a judge.kind: human run with its labelling page (extra: human)",
+        lazy("prefloop.judge.human.server", "run_judge_ui"),
+        register=lazy("prefloop.judge.human.server", "add_judge_ui_parser"),
+    ),
     "operator": Command(
         "run the Kubernetes operator that reconciles ActiveRuns (extra: operator)",
         lazy("prefloop_operator.cli", "run_operator"),

@@ -1,0 +1,69 @@
+"""The round engine with people as the judge, labelling through the page's HTTP API on a real
+uvicorn server: when the "person" picks the higher-scored response, the dataset rows equal the
+stored-score oracle's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+from _human_run import human_judge_spec, live_run, manifest, write_pool
+from rich.console import Console
+
+from prefloop.engine.runner import execute
+from prefloop.spec import load_activerun
+
+
+def _label_by_score(url: str, token: str, scores: dict[tuple[str, str], float], run: Any) -> int:
+    """Label every pair shown to this person by the stored scores until the run ends."""
+    by_text = {text: s for (_, text), s in scores.items()}
+    headers = {"Authorization": f"Bearer {token}"}
+    labelled = 0
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        while run.thread.is_alive():
+            nxt = client.get("/api/next").json()
+            pair = nxt["pair"]
+            if pair is None:
+                run.thread.join(0.05)
+                continue
+            left, right = by_text[pair["left_text"]], by_text[pair["right_text"]]
+            choice = (
+                "tie" if left == right else pair["left_choice" if left > right else "right_choice"]
+            )
+            r = client.post(
+                "/api/label",
+                data={"pair_id": pair["pair_id"], "choice": choice, "csrf": nxt["csrf"]},
+            )
+            assert r.status_code == 200, r.text
+            labelled += 1
+    return labelled
+
+
+def test_human_labels_by_score_give_the_oracle_rows(
+    repo_root: Path, tmp_path: Path, tokens_file: Path, human_feature_cache: Path
+) -> None:
+    pool = tmp_path / "pool.jsonl"
+    scores = write_pool(repo_root, pool)
+    oracle_manifest = manifest(
+        tmp_path, pool, human_feature_cache, {"kind": "oracle", "mode": "deterministic"}, "same"
+    )
+    oracle = execute(
+        load_activerun(oracle_manifest),
+        output=str(tmp_path / "oracle"),
+        console=Console(quiet=True),
+    )
+    human_manifest = manifest(
+        tmp_path, pool, human_feature_cache, human_judge_spec(tokens_file), "same"
+    )
+    live = live_run(human_manifest, tmp_path / "human").start()
+    labelled = _label_by_score(live.url, "alice-secret-token", scores, live)
+    human = live.finish()
+
+    assert labelled == len(oracle.rows) == 4
+    assert (tmp_path / "human" / "human-labels" / "events.jsonl").read_text().count("\n") == 4
+    drop = {"judge", "rationale"}
+    oracle_rows = [{k: v for k, v in r.items() if k not in drop} for r in oracle.rows]
+    human_rows = [{k: v for k, v in r.items() if k not in drop} for r in human.rows]
+    assert human_rows == oracle_rows
+    assert {r["judge"] for r in human.rows} == {"human"}
