@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from prefloop.llm.config import HttpEndpointConfig
 from prefloop.spec_base import SpecModel
 from prefloop.spec_cluster import (
     KafkaSpec,
@@ -29,7 +30,6 @@ from prefloop.spec_cluster import (
     SecretRef,
     StorageSpec,
 )
-from prefloop.spec_posttrain import PolicySpec, PostTrainingSpec
 
 API_VERSION: Literal["prefloop.dev/v1alpha1"] = "prefloop.dev/v1alpha1"
 KIND: Literal["ActiveRun"] = "ActiveRun"
@@ -85,15 +85,116 @@ class PromptsSpec(_Model):
     instead of `path`; the operator mounts it and points `path` at it."""
 
 
+class VllmEngineSpec(_Model):
+    """vLLM offline-engine options of one model (`backend: vllm`)."""
+
+    tensor_parallel_size: Annotated[int, Field(ge=1)] = 1
+    """GPUs the model is split over."""
+    gpu_memory_utilization: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    """Fraction of each GPU's memory the engine may take."""
+    max_model_len: Annotated[int, Field(ge=1)] | None = None
+    """Context length (prompt + answer) in tokens; null takes the model's."""
+    keep_loaded: bool = False
+    """Keep the engine between rounds (when the pool's engines fit in memory together); by
+    default it is released after each round's batch so the next model fits."""
+    chat_template_kwargs: dict[str, Any] = {}
+    """Arguments of the chat template, e.g. `enable_thinking: false` (Qwen3)."""
+
+
+class TransformersEngineSpec(_Model):
+    """Hugging Face transformers options of one model (`backend: transformers`)."""
+
+    device: str = "cpu"
+    """Torch device (`cpu`, `cuda`, `cuda:1`)."""
+    batch_size: Annotated[int, Field(ge=1)] = 8
+    """Prompts per forward pass."""
+
+
+BACKEND_FIELDS = {"transformers": "transformers", "vllm": "vllm", "openai": "endpoint"}
+"""The ModelSpec field that holds each backend's own options."""
+PRINCIPLE_NAMES = Literal[
+    "helpfulness", "honesty", "truthfulness", "verbalized_calibration", "harmlessness"
+]
+
+
 class ModelSpec(_Model):
-    """One LLM of the response pool."""
+    """One LLM of the response pool, with its engine and sampling settings."""
 
     name: Annotated[str, Field(min_length=1)]
     """Name recorded as `chosen_model` / `rejected_model` in the data set."""
-    path: Annotated[str, Field(min_length=1)]
-    """Local model directory (Hugging Face format). Nothing is downloaded at run time."""
-    backend: Literal["transformers", "vllm"] = "transformers"
-    """Inference engine: `transformers` (CPU or GPU) or `vllm` (GPU, extra `prefloop[vllm]`)."""
+    path: Annotated[str, Field(min_length=1)] | None = None
+    """Local model directory (Hugging Face format), for `transformers` and `vllm`. Nothing is
+    downloaded at run time."""
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    """Inference engine: `transformers` (CPU or GPU), `vllm` (GPU, extra `prefloop[vllm]`) or
+    `openai` (any OpenAI-compatible chat endpoint: a vLLM or TGI server, a hosted API)."""
+    endpoint: HttpEndpointConfig | None = None
+    """The endpoint of an `openai` model: URL, model name, API key source, limits, retries."""
+    max_new_tokens: Annotated[int, Field(ge=1)] | None = None
+    """This model's answer length limit; null takes `responses.maxNewTokens`."""
+    temperature: Annotated[float, Field(ge=0.0)] | None = None
+    """This model's sampling temperature (0 is greedy); null takes `responses.temperature`."""
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    """This model's nucleus sampling mass; null takes `responses.topP`."""
+    seed: Annotated[int, Field(ge=0)] | None = None
+    """This model's own sampling seed (ActiveUltraFeedback fixes one per model); null derives
+    it from the run's seed. Either way every (model, prompt) is seeded on its own."""
+    vllm: VllmEngineSpec = VllmEngineSpec()
+    """Engine options when `backend: vllm` (one engine per model)."""
+    transformers: TransformersEngineSpec = TransformersEngineSpec()
+    """Options when `backend: transformers`."""
+
+    @model_validator(mode="after")
+    def _backend_has_what_it_needs(self) -> ModelSpec:
+        if self.backend == "openai" and self.endpoint is None:
+            raise ValueError(
+                f"model {self.name!r}: backend: openai needs `endpoint` (baseUrl, model)"
+            )
+        if self.backend != "openai" and self.path is None:
+            raise ValueError(f"model {self.name!r}: backend: {self.backend} needs `path`")
+        for backend, field in BACKEND_FIELDS.items():
+            if backend != self.backend and field in self.model_fields_set:
+                raise ValueError(
+                    f"model {self.name!r}: `{field}` is for backend: {backend}, but this "
+                    f"model's backend is {self.backend}"
+                )
+        return self
+
+
+OPERATIONAL_MODEL_FIELDS: dict[str, Any] = {
+    "endpoint": {
+        "base_url": True,
+        "api_key_env": True,
+        "api_key_file": True,
+        "timeout_seconds": True,
+        "max_concurrency": True,
+        "max_attempts": True,
+        "retry_budget_seconds": True,
+        "backoff_initial_seconds": True,
+        "backoff_max_seconds": True,
+        "price_per_million_input_tokens": True,
+        "price_per_million_output_tokens": True,
+    },
+    "vllm": {"keep_loaded": True},
+    "transformers": {"device": True, "batch_size": True},
+}
+"""Fields of a pool model that say where and how hard to run it, not what it answers: a run
+may resume with a moved server, another key or other limits (left out of the fingerprint)."""
+
+
+class SystemPromptsSpec(_Model):
+    """The system prompt each model of the pool gets for each prompt (UltraFeedback)."""
+
+    mode: Literal["none", "ultrafeedback"] = "none"
+    """`none`: the prompt as it is; `ultrafeedback`: a principle is drawn per (prompt, model),
+    by the prompt's source as in UltraFeedback, then a system prompt of that principle
+    (seeded; a prompt with its own system message keeps it)."""
+    principles: list[PRINCIPLE_NAMES] = []
+    """Draw the principle from these for every prompt instead of by source (e.g. to use
+    `harmlessness`, which no source maps to)."""
+    path: str | None = None
+    """A JSON or YAML file `{principle: [system prompt, ...]}` replacing the built-in texts
+    (e.g. UltraFeedback's originals); principles it leaves out keep the built-in ones."""
 
 
 class ResponsesSpec(_Model):
@@ -109,6 +210,8 @@ class ResponsesSpec(_Model):
     """Sampling temperature (0 is greedy)."""
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
     """Nucleus sampling mass."""
+    system_prompts: SystemPromptsSpec = SystemPromptsSpec()
+    """UltraFeedback system prompts per principle (off by default)."""
 
     @model_validator(mode="after")
     def _models_when_generating(self) -> ResponsesSpec:
@@ -268,17 +371,6 @@ class TrainerSpec(_Model):
     """FIFO replay buffer capacity, in pairs."""
     anchor: AnchorSpec = AnchorSpec()
     """Anchor-to-initialisation schedule."""
-    kind: Literal["reward_head", "policy"] = "reward_head"
-    """``reward_head``: the uncertainty head on frozen embeddings is the loop's model;
-    ``policy``: a causal LM (``policy``) is, trained by DPO each round (docs/training.md)."""
-    policy: PolicySpec = PolicySpec()
-    """The policy in the loop, used with ``kind: policy``."""
-
-    @model_validator(mode="after")
-    def _policy_has_a_model(self) -> TrainerSpec:
-        if self.kind == "policy" and not self.policy.model:
-            raise ValueError("kind: policy needs policy.model, a local causal-LM directory")
-        return self
 
 
 class BudgetSpec(_Model):
@@ -361,9 +453,6 @@ class ActiveRunSpec(_Model):
     services."""
     kafka: KafkaSpec = KafkaSpec()
     """Cluster only: the broker of the run's topics."""
-    post_training: PostTrainingSpec | None = None
-    """Optional: train a model on the run's dataset after the rounds (the settings of
-    ``prefloop train``; docs/training.md)."""
 
     @model_validator(mode="after")
     def _judge_can_label_the_pool(self) -> ActiveRunSpec:
@@ -452,15 +541,15 @@ class ActiveRun(_Model):
     """The run."""
 
     def fingerprint(self) -> str:
-        """Hash of everything that shapes the data set (not budget, output, suspend, the
-        post-training or where the run's pods and files live), used to refuse resuming a run
-        directory with a different configuration."""
+        """Hash of everything that shapes the data set (not budget, output, suspend or where the
+        run's pods and files live), used to refuse resuming a run directory with a different
+        configuration."""
         cluster_only = {k: True for k in ("storage", "roles", "kafka")}
         data = self.spec.model_dump(
             mode="json",
-            exclude={"budget": True, "output": True, "suspend": True, "post_training": True}
-            | cluster_only
-            | {"prompts": {"config_map": True}},
+            exclude={"budget": True, "output": True, "suspend": True, **cluster_only}
+            | {"prompts": {"config_map": True}}
+            | {"responses": {"models": {"__all__": OPERATIONAL_MODEL_FIELDS}}},
         )
         blob = json.dumps({"name": self.metadata.name, "spec": data}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

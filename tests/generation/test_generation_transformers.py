@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from prefloop.data.records import PromptItem, Response
-from prefloop.generation.base import GenerationError
-from prefloop.generation.transformers_backend import TransformersGenerator, sample_next_tokens
+from prefloop.generation.base import (
+    Generated,
+    GenerationError,
+    GenerationFailure,
+    PoolGenerator,
+    Sampling,
+    generation_metrics,
+)
+from prefloop.generation.system_prompts import PRINCIPLE_PROMPTS, SystemPromptPolicy
+from prefloop.generation.transformers_backend import (
+    LoadedCausalLM,
+    TransformersGenerator,
+    TransformersModel,
+    render_chat,
+    sample_next_tokens,
+)
 
 
 def items() -> list[PromptItem]:
@@ -83,24 +98,106 @@ def test_new_tokens_are_bounded_by_max_new_tokens(tiny_models: dict[str, str]) -
 
 
 def test_chat_template_is_used_when_present(tiny_models: dict[str, str]) -> None:
-    gen = TransformersGenerator(tiny_models)
     chat_tok = AutoTokenizer.from_pretrained(tiny_models["chat"])
     plain_tok = AutoTokenizer.from_pretrained(tiny_models["plain"])
-    item = items()[1]
-    text, add_special = gen.render_prompt(item, chat_tok)
+    messages = items()[1].prompt_messages()
+    text, add_special = render_chat(messages, chat_tok)
     assert text == "<|system|>be brief<|user|>how are you<|assistant|>"
     assert add_special is False
-    assert gen.render_prompt(item, plain_tok) == ("system: be brief\nuser: how are you", True)
+    assert render_chat(messages, plain_tok) == ("system: be brief\nuser: how are you", True)
+    assert render_chat([{"role": "user", "content": "hi"}], plain_tok) == ("hi", True)
 
 
-def test_prompt_longer_than_the_context_is_refused(tiny_models: dict[str, str]) -> None:
+def test_a_prompt_longer_than_the_context_gets_no_response(tiny_models: dict[str, str]) -> None:
     n_positions = AutoConfig.from_pretrained(tiny_models["plain"]).n_positions
     long = PromptItem("too-long", "hello world " * n_positions)
-    gen = TransformersGenerator({"plain": tiny_models["plain"]}, max_new_tokens=4)
-    with pytest.raises(
-        GenerationError, match=rf"prompt 'too-long' has \d+ tokens.*context of {n_positions}"
-    ):
-        gen.generate([long], seed=0)
+    model = TransformersModel("plain", tiny_models["plain"], sampling=Sampling(max_new_tokens=4))
+    answers = model.answer([items()[0], long], seed=0)
+    failure = answers["too-long"]
+    assert isinstance(failure, GenerationFailure) and failure.kind == "prompt_too_long"
+    assert re.search(
+        rf"prompt 'too-long' has \d+ tokens.*context of {n_positions}", failure.message
+    )
+    assert isinstance(answers["p0"], Generated)
+    out = PoolGenerator([model]).generate([items()[0], long], seed=0)
+    assert [r.model for r in out[0].responses] == ["plain"] and out[0].generation_failures == ()
+    assert out[1].responses == () and out[1].generation_failures == ("plain",)
+    assert generation_metrics(out)["generation_failures"] == 1
+
+
+def test_token_counts_are_the_model_tokens(tiny_models: dict[str, str]) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["chat"])
+    model = AutoModelForCausalLM.from_pretrained(tiny_models["chat"])
+    eos = tokenizer.eos_token_id
+    gen = TransformersGenerator(
+        {"chat": tiny_models["chat"]}, max_new_tokens=12, batch_size=3, temperature=0.0
+    )
+    out = gen.generate(items(), seed=4)
+    for item in out:
+        response = item.responses[-1]
+        rendered = tokenizer.apply_chat_template(
+            item.prompt_messages(), add_generation_prompt=True, tokenize=False
+        )
+        ids = tokenizer(rendered, add_special_tokens=False, return_tensors="pt").input_ids
+        assert response.prompt_tokens == ids.shape[1]
+        greedy = model.generate(ids, max_new_tokens=12, do_sample=False, pad_token_id=eos)
+        new = greedy[0, ids.shape[1] :].tolist()
+        expected = new.index(eos) + 1 if eos in new else len(new)
+        assert response.completion_tokens == expected
+    metrics = generation_metrics(out)
+    assert metrics["generation_prompt_tokens"] == sum(
+        it.responses[-1].prompt_tokens or 0 for it in out
+    )
+    assert metrics["pool_responses"] == 5 and metrics["generation_failures"] == 0
+
+
+def test_system_prompts_per_principle_reach_the_model(tiny_models: dict[str, str]) -> None:
+    policy = SystemPromptPolicy(mode="ultrafeedback", principles=("honesty",))
+    sampling = Sampling(max_new_tokens=6, temperature=0.0)
+    with_prompts = TransformersModel(
+        "chat", tiny_models["chat"], sampling=sampling, system_prompts=policy
+    )
+    without = TransformersModel("chat", tiny_models["chat"], sampling=sampling)
+    lm = LoadedCausalLM.load("chat", tiny_models["chat"])
+    planned, _ = with_prompts._plan(lm, items(), seed=2)
+    by_id = {it.prompt_id: (text, principle) for it, text, _, principle in planned}
+    honesty = set(PRINCIPLE_PROMPTS["honesty"])
+    for pid in ("p0", "p2", "p3"):
+        text, principle = by_id[pid]
+        assert principle == "honesty"
+        assert text.startswith("<|system|>") and text.split("<|user|>")[0][10:] in honesty
+    assert by_id["p1"] == ("<|system|>be brief<|user|>how are you<|assistant|>", None)
+    answered = with_prompts.answer(items(), seed=2)
+    plain = without.answer(items(), seed=2)
+    assert all(isinstance(a, Generated) for a in answered.values())
+    assert [a.principle for a in answered.values() if isinstance(a, Generated)].count(
+        "honesty"
+    ) == 3
+    assert answered["p1"] == plain["p1"]  # its own system message: the same input
+    longer = [
+        pid
+        for pid in ("p0", "p2", "p3")
+        if answered[pid].prompt_tokens > plain[pid].prompt_tokens  # type: ignore[union-attr,operator]
+    ]
+    assert longer == ["p0", "p2", "p3"]
+
+
+def test_per_model_sampling_in_one_pool(tiny_models: dict[str, str]) -> None:
+    greedy = TransformersModel(
+        "greedy", tiny_models["plain"], sampling=Sampling(max_new_tokens=8, temperature=0.0)
+    )
+    seeded = TransformersModel(
+        "seeded", tiny_models["plain"], sampling=Sampling(max_new_tokens=8, seed=11)
+    )
+    sampled = TransformersModel(
+        "sampled", tiny_models["plain"], sampling=Sampling(max_new_tokens=8)
+    )
+    pool = PoolGenerator([greedy, seeded, sampled])
+    a, b = pool.generate(items(), seed=1), pool.generate(items(), seed=2)
+    assert texts(a, "greedy") == texts(b, "greedy")  # greedy: the seed does not matter
+    assert texts(a, "seeded") == texts(b, "seeded")  # its own seed: the run's does not matter
+    assert texts(a, "sampled") != texts(b, "sampled")
+    assert texts(a, "seeded") != texts(a, "sampled")
 
 
 def test_missing_model_directory_is_reported(tmp_path: Path) -> None:

@@ -29,11 +29,18 @@ class Response:
 
     ``score`` is a stored judge score when the data set carries one (the research setting:
     AlpacaEval win probabilities, or 1/0 for an offline chosen/rejected pair); ``None`` otherwise.
+    A generated response also carries what it cost (``prompt_tokens`` fed to the model,
+    ``completion_tokens`` it wrote) and the UltraFeedback ``principle`` of its system prompt, if
+    any; stored responses leave them ``None``. None of them enters a response's identity
+    (``judge.base.response_key``: model and text).
     """
 
     model: str
     text: str
     score: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    principle: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class PromptItem:
     prompt: str | tuple[Message, ...]
     responses: tuple[Response, ...] = ()
     source: str = ""
+    generation_failures: tuple[str, ...] = ()
+    """Models of the pool that gave no response to this prompt (failed after their retries)."""
 
     def prompt_messages(self) -> list[Message]:
         """The prompt as a chat message list (TRL's conversational format)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from prefloop.data.records import PromptItem
 from prefloop.engine.checkpoint import derive_seed
@@ -16,44 +15,87 @@ from prefloop.engine.local_roles import (
     LocalTrainer,
 )
 from prefloop.engine.round_engine import Roles
-from prefloop.generation.base import ResponseGenerator
+from prefloop.generation.base import ModelBackend, PoolGenerator, ResponseGenerator, Sampling
 from prefloop.generation.precomputed import PrecomputedGenerator
+from prefloop.generation.system_prompts import (
+    PRINCIPLE_PROMPTS,
+    SystemPromptPolicy,
+    load_principle_prompts,
+)
 from prefloop.judge.base import Judge
 from prefloop.judge.registry import make_judge
 from prefloop.reward.embedders import make_embedder
 from prefloop.reward.feature_cache import FeatureCache
 from prefloop.reward.heads import make_head
-from prefloop.spec import ActiveRun, EmbedderSpec, HeadSpec, resolve_path
+from prefloop.spec import (
+    ActiveRun,
+    EmbedderSpec,
+    HeadSpec,
+    ModelSpec,
+    ResponsesSpec,
+    SystemPromptsSpec,
+    resolve_path,
+)
 from prefloop.trainer.anchor_schedule import AnchorSchedule
 from prefloop.trainer.replay_buffer import ReplayBuffer
 from prefloop.trainer.reward_trainer import RewardModelTrainer
 
-if TYPE_CHECKING:  # torch and transformers load only for a policy run
-    from prefloop.trainer.policy import PolicyModel
-
 
 def build_generator(run: ActiveRun, manifest_dir: Path | None) -> ResponseGenerator:
-    """Precomputed responses, or a local transformers/vLLM pool."""
+    """Precomputed responses, or a pool with one backend per model (transformers, vLLM or an
+    OpenAI-compatible endpoint), each with its sampling settings and the system prompts."""
     rs = run.spec.responses
     if rs.source == "precomputed":
         return PrecomputedGenerator()
-    backends = {m.backend for m in rs.models}
-    paths = {m.name: str(resolve_path(m.path, manifest_dir)) for m in rs.models}
-    if backends == {"vllm"}:
-        from prefloop.generation.vllm_backend import VLLMGenerator
+    policy = system_prompt_policy(rs.system_prompts, manifest_dir)
+    return PoolGenerator([model_backend(m, rs, policy, manifest_dir) for m in rs.models])
 
-        return VLLMGenerator(
-            paths, max_new_tokens=rs.max_new_tokens, temperature=rs.temperature, top_p=rs.top_p
-        )
-    if backends != {"transformers"}:
-        raise ValueError(
-            "spec.responses.models: mixing backends in one pool is not supported; "
-            "use one backend for every model"
-        )
-    from prefloop.generation.transformers_backend import TransformersGenerator
 
-    return TransformersGenerator(
-        paths, max_new_tokens=rs.max_new_tokens, temperature=rs.temperature, top_p=rs.top_p
+def system_prompt_policy(sp: SystemPromptsSpec, manifest_dir: Path | None) -> SystemPromptPolicy:
+    """The system-prompt policy of the pool: built-in texts, or those of ``sp.path``."""
+    prompts = dict(PRINCIPLE_PROMPTS)
+    if sp.path is not None:
+        prompts.update(load_principle_prompts(resolve_path(sp.path, manifest_dir)))
+    return SystemPromptPolicy(mode=sp.mode, principles=tuple(sp.principles), prompts=prompts)
+
+
+def model_backend(
+    m: ModelSpec, rs: ResponsesSpec, policy: SystemPromptPolicy, manifest_dir: Path | None
+) -> ModelBackend:
+    """One model's backend; its sampling settings fall back to the pool's."""
+    sampling = Sampling(
+        max_new_tokens=m.max_new_tokens if m.max_new_tokens is not None else rs.max_new_tokens,
+        temperature=m.temperature if m.temperature is not None else rs.temperature,
+        top_p=m.top_p if m.top_p is not None else rs.top_p,
+        seed=m.seed,
+    )
+    if m.backend == "openai":
+        from prefloop.generation.openai_backend import OpenAIModel
+
+        assert m.endpoint is not None  # the spec requires it
+        return OpenAIModel(m.name, m.endpoint, sampling=sampling, system_prompts=policy)
+    assert m.path is not None  # the spec requires it
+    path = str(resolve_path(m.path, manifest_dir))
+    if m.backend == "vllm":
+        from prefloop.generation.vllm_backend import VLLMEngineOptions, VLLMModel
+
+        options = VLLMEngineOptions(
+            tensor_parallel_size=m.vllm.tensor_parallel_size,
+            gpu_memory_utilization=m.vllm.gpu_memory_utilization,
+            max_model_len=m.vllm.max_model_len,
+            keep_loaded=m.vllm.keep_loaded,
+            chat_template_kwargs=dict(m.vllm.chat_template_kwargs),
+        )
+        return VLLMModel(m.name, path, sampling=sampling, options=options, system_prompts=policy)
+    from prefloop.generation.transformers_backend import TransformersModel
+
+    return TransformersModel(
+        m.name,
+        path,
+        sampling=sampling,
+        batch_size=m.transformers.batch_size,
+        device=m.transformers.device,
+        system_prompts=policy,
     )
 
 
@@ -136,36 +178,10 @@ def build_judge(run: ActiveRun) -> Judge:
     )
 
 
-def build_policy_model(run: ActiveRun, manifest_dir: Path | None) -> PolicyModel:
-    """The policy in the loop (``trainer.kind: policy``) and its frozen reference."""
-    from prefloop.trainer.policy import PolicyModel
-
-    ps = run.spec.trainer.policy
-    assert ps.model is not None  # the spec requires it with kind: policy
-    path = resolve_path(ps.model, manifest_dir)
-    model_path = str(path) if path.exists() else ps.model  # else a cached Hub id
-    return PolicyModel(ps, model_path, seed=derive_seed(run.spec.seed, -1, "policy-init"))
-
-
 def build_embedded_roles(
     run: ActiveRun, run_dir: Path, manifest_dir: Path | None
-) -> tuple[Roles, LocalRewardModel | PolicyModel, LocalJudge]:
-    """All five roles in this process; with ``trainer.kind: policy`` the reward and trainer
-    roles are the policy's (``reward/policy.py``, ``trainer/policy.py``)."""
-    if run.spec.trainer.kind == "policy":
-        from prefloop.reward.policy import PolicyReward
-        from prefloop.trainer.policy import PolicyTrainer
-
-        policy = build_policy_model(run, manifest_dir)
-        policy_judge = LocalJudge(build_judge(run))
-        policy_roles = Roles(
-            generation=LocalGeneration(build_generator(run, manifest_dir)),
-            reward=PolicyReward(policy),
-            acquisition=LocalAcquisition(),
-            judge=policy_judge,
-            trainer=PolicyTrainer(policy),
-        )
-        return policy_roles, policy, policy_judge
+) -> tuple[Roles, LocalRewardModel, LocalJudge]:
+    """All five roles in this process."""
     model = build_reward_model(run, run_dir, manifest_dir)
     judge = LocalJudge(build_judge(run))
     roles = Roles(

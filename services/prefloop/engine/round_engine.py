@@ -63,6 +63,7 @@ from prefloop.engine.selection import (
     select_distinct,
     selection_pair_ids,
 )
+from prefloop.generation.base import generation_metrics
 from prefloop.judge.base import Judgement, JudgeRequest, response_key
 from prefloop.spec import ActiveRun
 
@@ -278,6 +279,7 @@ class RoundEngine:
         state.pairs_used += len(keep)
         metrics = self._metrics(state, items, pairs, keep, sel, scores.timings, train.metrics)
         metrics.update(distinct)
+        metrics.update(generation_metrics(items))
         metrics["annotations_this_round"] = state.annotations_used - annotations_before
         metrics["pairs_this_round"] = len(keep)
         metrics["acquisition_method"] = rule.name

@@ -13,16 +13,26 @@ A :class:`ResponseGenerator` turns prompt items into items with their responses 
 Sampling is reproducible: every (run seed, model, prompt) gets its own seed from
 :func:`sample_seed`, so a response does not depend on batching or on which other prompts are in
 the call.
+
+A pool is a list of per-model backends (:class:`ModelBackend`): each model of the spec's pool
+has its own engine (transformers, vLLM or an OpenAI-compatible endpoint, ``pool.py``), its own
+sampling settings (:class:`Sampling`) and answers every prompt with a :class:`Generated` (the
+text and its token counts) or a :class:`GenerationFailure`. A failure yields no response for
+that model on that prompt, never a stand-in text; the prompt records the model in
+``PromptItem.generation_failures`` and the round metrics count it (:func:`generation_metrics`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from prefloop.data.records import PromptItem, Response, stable_id
+from prefloop.data.records import Message, PromptItem, Response, stable_id
+
+log = logging.getLogger("prefloop.generation")
 
 MAX_SAMPLE_SEED = 2**63 - 1
 
@@ -96,44 +106,177 @@ def check_unique_prompt_ids(items: list[PromptItem]) -> None:
         seen.add(item.prompt_id)
 
 
+def flatten_messages(messages: list[Message]) -> str:
+    """Chat messages as the plain text a model without a chat template reads.
+
+    A lone user message is its bare content (so a plain prompt stays itself); otherwise one
+    ``role: content`` line per message, as :meth:`PromptItem.prompt_text` flattens them.
+    """
+    if len(messages) == 1 and messages[0].get("role") == "user":
+        return messages[0]["content"]
+    return PromptItem("", tuple(messages)).prompt_text()
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """One model's sampling settings: length bound, temperature (0 = greedy), nucleus mass and
+    an optional seed of its own (ActiveUltraFeedback gives every model a fixed seed).
+
+    Why per model: pools mix small local models and hosted ones with different defaults, and a
+    judge-free comparison needs some models greedy and others sampled.
+    """
+
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        check_sampling(self.max_new_tokens, self.temperature, self.top_p)
+        if self.seed is not None:
+            check_seed(self.seed)
+
+    def request_seed(self, seed: int, model: str, prompt_id: str) -> int:
+        """The sampling seed of one answer: from the model's own seed when set, else the call's."""
+        return sample_seed(self.seed if self.seed is not None else seed, model, prompt_id)
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One model's answer to one prompt, with what it cost in tokens (None: not reported)."""
+
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    principle: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerationFailure:
+    """A (model, prompt) that produced no answer: why (``kind``) and a one-line ``message``."""
+
+    kind: str
+    message: str
+
+
+Answer = Generated | GenerationFailure
+
+
+class ModelBackend(Protocol):
+    """One model of the pool, behind whatever engine serves it."""
+
+    name: str
+
+    def answer(self, items: list[PromptItem], *, seed: int) -> dict[str, Answer]:
+        """``{prompt_id: answer}`` for every item: a :class:`Generated` or a failure.
+
+        Raises only for faults that concern the whole model (it cannot be loaded); a fault of
+        one prompt is that prompt's :class:`GenerationFailure`.
+        """
+        ...
+
+
 def append_generated(
-    items: list[PromptItem], texts: Mapping[str, Mapping[str, str]]
+    items: list[PromptItem], texts: Mapping[str, Mapping[str, str | Answer]]
 ) -> list[PromptItem]:
-    """Append one unscored :class:`Response` per model to every item.
+    """Append one unscored :class:`Response` per model to every item; record failures.
 
     Args:
         items: the prompts, in order.
-        texts: ``{model name: {prompt_id: generated text}}``; models are appended in this order.
+        texts: ``{model name: {prompt_id: text or answer}}``; models are appended in this order.
+            A :class:`GenerationFailure` adds no response and names the model in the item's
+            ``generation_failures``.
 
-    Why: both backends produce per-model texts and must assemble them the same way.
+    Why: every backend produces per-model answers and they must be assembled the same way.
+
+    Raises:
+        GenerationError: a model has no entry at all for a prompt (a backend bug, not a fault).
     """
     out: list[PromptItem] = []
     for item in items:
         new: list[Response] = []
+        failed: list[str] = []
         for model, by_prompt in texts.items():
             if item.prompt_id not in by_prompt:
                 raise GenerationError(
                     f"model {model!r} produced no response for prompt {item.prompt_id!r}"
                 )
-            new.append(Response(model=model, text=by_prompt[item.prompt_id], score=None))
-        out.append(replace(item, responses=(*item.responses, *new)))
+            answer = by_prompt[item.prompt_id]
+            if isinstance(answer, GenerationFailure):
+                failed.append(model)
+                continue
+            if isinstance(answer, str):
+                answer = Generated(answer)
+            new.append(
+                Response(
+                    model=model,
+                    text=answer.text,
+                    score=None,
+                    prompt_tokens=answer.prompt_tokens,
+                    completion_tokens=answer.completion_tokens,
+                    principle=answer.principle,
+                )
+            )
+        out.append(
+            replace(
+                item,
+                responses=(*item.responses, *new),
+                generation_failures=(*item.generation_failures, *failed),
+            )
+        )
     return out
 
 
-def generate_model_by_model(
-    items: list[PromptItem],
-    seed: int,
-    models: Mapping[str, str],
-    answer_with: Callable[[str, str], dict[str, str]],
-) -> list[PromptItem]:
-    """Check the call, then append one response per model, asking one model at a time.
+class PoolGenerator:
+    """A :class:`ResponseGenerator` over per-model backends, asked one model at a time.
 
-    Why: both backends load a model, answer every prompt, release it and go on to the next
-    (memory rarely holds two); ``answer_with(name, path)`` returns ``{prompt_id: text}``.
+    Why one at a time: local engines load a model, answer every prompt and release it (memory
+    rarely holds two); HTTP models run their own prompts concurrently inside ``answer``.
     """
-    check_seed(seed)
-    check_unique_prompt_ids(items)
-    if not items:
-        return []
-    texts = {name: answer_with(name, path) for name, path in models.items()}
-    return append_generated(items, texts)
+
+    name = "pool"
+
+    def __init__(self, backends: list[ModelBackend]) -> None:
+        if not backends:
+            raise ValueError("a pool needs at least one model")
+        names = [b.name for b in backends]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique, got {names}")
+        self.backends = list(backends)
+
+    def generate(self, items: list[PromptItem], *, seed: int) -> list[PromptItem]:
+        """Append one response per model (or record its failure) to every item, in pool order."""
+        check_seed(seed)
+        check_unique_prompt_ids(items)
+        if not items:
+            return []
+        answers: dict[str, dict[str, Answer]] = {}
+        for backend in self.backends:
+            answers[backend.name] = backend.answer(items, seed=seed)
+            failures = [
+                a for a in answers[backend.name].values() if isinstance(a, GenerationFailure)
+            ]
+            if failures:
+                log.warning(
+                    "model %s: %d of %d prompt(s) got no response; first: %s",
+                    backend.name,
+                    len(failures),
+                    len(items),
+                    failures[0].message,
+                )
+        return append_generated(items, answers)
+
+
+def generation_metrics(items: list[PromptItem]) -> dict[str, int]:
+    """Round counters of the generation step: responses in the round's pool, (model, prompt)
+    failures, and the prompt / completion tokens the responses cost (as their backends report).
+
+    Why from the items: the counts then hold whichever process generated them.
+    """
+    responses = [r for it in items for r in it.responses]
+    return {
+        "pool_responses": len(responses),
+        "generation_failures": sum(len(it.generation_failures) for it in items),
+        "generation_prompt_tokens": sum(r.prompt_tokens or 0 for r in responses),
+        "generation_completion_tokens": sum(r.completion_tokens or 0 for r in responses),
+    }

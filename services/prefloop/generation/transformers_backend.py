@@ -2,8 +2,14 @@
 
 Each model of the pool answers every prompt once, as in ActiveUltraFeedback's completion step
 (one model at a time, temperature 1.0, top-p 1.0; https://arxiv.org/abs/2603.09692). Models are
-loaded from local paths only (nothing is downloaded), one at a time to bound memory, and the chat
-template is applied when the tokenizer has one.
+loaded from local paths only (nothing is downloaded), one at a time to bound memory, prompts go
+through in batches of ``batch_size``, and the chat template is applied when the tokenizer has
+one. :class:`TransformersModel` is one model of a pool (its own sampling settings and system
+prompts); :class:`TransformersGenerator` is a pool of them with shared settings.
+
+A prompt that does not fit the model's context with ``max_new_tokens`` gets no response from
+that model (a recorded :class:`~prefloop.generation.base.GenerationFailure`); the other prompts
+are answered. Each response records its prompt and completion tokens (the stop token counted).
 
 Reproducibility: transformers' built-in sampling draws from one random stream for the whole
 batch, so an answer would depend on its batch neighbours and on global RNG state. Here decoding
@@ -22,14 +28,18 @@ from typing import Any
 
 import torch
 
-from prefloop.data.records import PromptItem
+from prefloop.data.records import Message, PromptItem
 from prefloop.generation.base import (
+    Answer,
+    Generated,
     GenerationError,
+    GenerationFailure,
+    PoolGenerator,
+    Sampling,
     check_models,
-    check_sampling,
-    generate_model_by_model,
-    sample_seed,
+    flatten_messages,
 )
+from prefloop.generation.system_prompts import SystemPromptPolicy
 
 
 def sample_next_tokens(
@@ -80,62 +90,52 @@ class _SeededSampler:
         return forced  # type: ignore[return-value]
 
 
-class TransformersGenerator:
-    """A :class:`~prefloop.generation.base.ResponseGenerator` over local causal LMs.
+def render_chat(messages: list[Message], tokenizer: Any) -> tuple[str, bool]:
+    """The text fed to the model, and whether special tokens must still be added.
 
-    Args:
-        models: ``{name: local model directory}``; ``name`` becomes ``Response.model``.
-        max_new_tokens: the longest answer, in tokens.
-        temperature: sampling temperature (> 0), or 0 for greedy decoding.
-        top_p: nucleus sampling mass in (0, 1].
-        batch_size: prompts per forward pass.
-        device: torch device, e.g. ``"cpu"`` or ``"cuda:0"``.
+    With a chat template the messages are rendered with the generation prompt (the template
+    adds its own special tokens); without one they are flattened to ``role: content`` lines, and
+    a lone user message is its bare content.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        rendered = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+        return str(rendered), False
+    return flatten_messages(messages), True
+
+
+class LoadedCausalLM:
+    """A causal LM and its tokenizer in memory: render chats, count tokens, generate batches.
+
+    Why apart from :class:`TransformersModel`: the same seeded decoding also serves a model
+    behind a test HTTP server, which must answer exactly as the local backend would.
     """
 
-    def __init__(
-        self,
-        models: dict[str, str],
-        *,
-        max_new_tokens: int = 256,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        batch_size: int = 8,
-        device: str = "cpu",
-    ) -> None:
-        self.models = check_models(models)
-        temperature, top_p = check_sampling(max_new_tokens, temperature, top_p)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-        self.max_new_tokens = max_new_tokens
-        self.temperature = float(temperature)
-        self.top_p = float(top_p)
-        self.batch_size = batch_size
-        self.device = torch.device(device)
-        self.name = "transformers"
+    def __init__(self, name: str, model: Any, tokenizer: Any, device: torch.device) -> None:
+        self.name = name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.max_positions: int | None = getattr(model.config, "max_position_embeddings", None)
+        eos = getattr(model.generation_config, "eos_token_id", None)
+        if eos is None:
+            eos = tokenizer.eos_token_id
+        self.eos_ids = (
+            []
+            if eos is None
+            else [int(e) for e in eos]
+            if isinstance(eos, list | tuple)
+            else [int(eos)]
+        )
 
-    def generate(self, items: list[PromptItem], *, seed: int) -> list[PromptItem]:
-        """Append one sampled response per model to every item (existing responses are kept).
-
-        Why: the live setting, where the pool of answers must be written before it is judged.
+    @classmethod
+    def load(cls, name: str, path: str, device: str | torch.device = "cpu") -> LoadedCausalLM:
+        """Load from a local directory (nothing is downloaded), left-padded, in eval mode.
 
         Raises:
-            GenerationError: a model cannot be loaded from its local path, or a prompt plus
-                ``max_new_tokens`` exceeds a model's context length.
+            GenerationError: no causal LM and tokenizer there, or neither a pad nor an eos token.
         """
-
-        def answer_with(name: str, path: str) -> dict[str, str]:
-            model, tokenizer = self._load(name, path)
-            try:
-                return self._generate_with(name, model, tokenizer, items, seed)
-            finally:
-                del model
-                gc.collect()
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-
-        return generate_model_by_model(items, seed, self.models, answer_with)
-
-    def _load(self, name: str, path: str) -> tuple[Any, Any]:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer: Any
@@ -148,7 +148,8 @@ class TransformersGenerator:
                 f"model {name!r}: cannot load a causal LM and tokenizer from {path!r} "
                 f"(local files only, nothing is downloaded): {exc}"
             ) from exc
-        model.to(self.device)
+        device = torch.device(device)
+        model.to(device)
         model.eval()
         tokenizer.padding_side = "left"
         if tokenizer.pad_token_id is None:
@@ -157,85 +158,183 @@ class TransformersGenerator:
                     f"model {name!r}: the tokenizer at {path!r} has neither a pad nor an eos token"
                 )
             tokenizer.pad_token = tokenizer.eos_token
-        return model, tokenizer
+        return cls(name, model, tokenizer, device)
 
-    def render_prompt(self, item: PromptItem, tokenizer: Any) -> tuple[str, bool]:
-        """The text fed to the model, and whether special tokens must still be added.
+    def prompt_length(self, text: str, add_special: bool) -> int:
+        """Tokens of a rendered prompt."""
+        return len(self.tokenizer(text, add_special_tokens=add_special)["input_ids"])
 
-        With a chat template the prompt's messages are rendered with the generation prompt (the
-        template adds its own special tokens); without one the flattened prompt text is used.
+    def generate(
+        self, texts: list[str], add_special: bool, seeds: list[int], sampling: Sampling
+    ) -> list[tuple[str, int, int]]:
+        """``(text, prompt tokens, completion tokens)`` per rendered prompt, in one batch.
+
+        Row ``b`` samples with a generator seeded by ``seeds[b]`` (greedy at temperature 0);
+        the completion count includes the stop token when the answer ended on one.
         """
-        if getattr(tokenizer, "chat_template", None):
-            rendered = tokenizer.apply_chat_template(
-                item.prompt_messages(), add_generation_prompt=True, tokenize=False
-            )
-            return str(rendered), False
-        return item.prompt_text(), True
-
-    def _eos_ids(self, model: Any, tokenizer: Any) -> list[int]:
-        eos = getattr(model.generation_config, "eos_token_id", None)
-        if eos is None:
-            eos = tokenizer.eos_token_id
-        if eos is None:
-            return []
-        return [int(e) for e in eos] if isinstance(eos, list | tuple) else [int(eos)]
-
-    def _generate_with(
-        self, name: str, model: Any, tokenizer: Any, items: list[PromptItem], seed: int
-    ) -> dict[str, str]:
         from transformers import GenerationConfig, LogitsProcessorList
 
-        eos_ids = self._eos_ids(model, tokenizer)
-        max_positions = getattr(model.config, "max_position_embeddings", None)
-        out: dict[str, str] = {}
-        for start in range(0, len(items), self.batch_size):
-            batch = items[start : start + self.batch_size]
-            rendered = [self.render_prompt(it, tokenizer) for it in batch]
-            add_special = rendered[0][1]
-            encoded = tokenizer(
-                [text for text, _ in rendered],
-                add_special_tokens=add_special,
-                padding=True,
-                return_tensors="pt",
+        config = GenerationConfig(
+            max_new_tokens=sampling.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.eos_ids or None,
+        )
+        encoded = self.tokenizer(
+            texts, add_special_tokens=add_special, padding=True, return_tensors="pt"
+        )
+        lengths = encoded["attention_mask"].sum(dim=1).tolist()
+        processors = LogitsProcessorList()
+        if sampling.temperature > 0:
+            generators = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
+            processors.append(
+                _SeededSampler(generators, float(sampling.temperature), float(sampling.top_p))
             )
-            lengths = encoded["attention_mask"].sum(dim=1).tolist()
-            for it, length in zip(batch, lengths, strict=True):
-                if length == 0:
-                    raise GenerationError(f"model {name!r}: prompt {it.prompt_id!r} is empty")
-                if max_positions is not None and length + self.max_new_tokens > max_positions:
-                    raise GenerationError(
-                        f"model {name!r}: prompt {it.prompt_id!r} has {length} tokens, and with "
-                        f"max_new_tokens={self.max_new_tokens} exceeds the model's context of "
-                        f"{max_positions} tokens"
-                    )
-            config = GenerationConfig(
-                max_new_tokens=self.max_new_tokens,
-                do_sample=False,
-                num_beams=1,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=eos_ids or None,
+        input_ids = encoded["input_ids"].to(self.device)
+        with torch.inference_mode():
+            generated = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=encoded["attention_mask"].to(self.device),
+                generation_config=config,
+                logits_processor=processors,
             )
-            processors = LogitsProcessorList()
-            if self.temperature > 0:
-                generators = [
-                    torch.Generator(device=self.device).manual_seed(
-                        sample_seed(seed, name, it.prompt_id)
-                    )
-                    for it in batch
-                ]
-                processors.append(_SeededSampler(generators, self.temperature, self.top_p))
-            input_ids = encoded["input_ids"].to(self.device)
-            attention_mask = encoded["attention_mask"].to(self.device)
-            with torch.inference_mode():
-                generated = model.generate(
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    generation_config=config,
-                    logits_processor=processors,
-                )
-            new_tokens = generated[:, input_ids.shape[1] :].tolist()
-            for it, tokens in zip(batch, new_tokens, strict=True):
-                cut = next((i for i, t in enumerate(tokens) if t in eos_ids), len(tokens))
-                text = tokenizer.decode(tokens[:cut], skip_special_tokens=True)
-                out[it.prompt_id] = text.strip()
+        out = []
+        for length, tokens in zip(
+            lengths, generated[:, input_ids.shape[1] :].tolist(), strict=True
+        ):
+            cut = next((i for i, t in enumerate(tokens) if t in self.eos_ids), len(tokens))
+            text = self.tokenizer.decode(tokens[:cut], skip_special_tokens=True).strip()
+            out.append((text, int(length), min(cut + 1, len(tokens))))
         return out
+
+
+class TransformersModel:
+    """One local causal LM of a pool (a :class:`~prefloop.generation.base.ModelBackend`).
+
+    Args:
+        name: recorded as ``Response.model``.
+        path: local model directory (Hugging Face format).
+        sampling: this model's length bound, temperature, nucleus mass and optional seed.
+        batch_size: prompts per forward pass.
+        device: torch device, e.g. ``"cpu"`` or ``"cuda:0"``.
+        system_prompts: which system prompt the model gets per prompt.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        path: str,
+        *,
+        sampling: Sampling | None = None,
+        batch_size: int = 8,
+        device: str = "cpu",
+        system_prompts: SystemPromptPolicy | None = None,
+    ) -> None:
+        check_models({name: path})
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self.name = name
+        self.path = path
+        self.sampling = sampling or Sampling()
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.system_prompts = system_prompts or SystemPromptPolicy()
+
+    def answer(self, items: list[PromptItem], *, seed: int) -> dict[str, Answer]:
+        """Load the model, answer every prompt in batches, release the model.
+
+        Raises:
+            GenerationError: the model cannot be loaded from its local path.
+        """
+        lm = LoadedCausalLM.load(self.name, self.path, self.device)
+        try:
+            return self._answer_with(lm, items, seed)
+        finally:
+            del lm
+            gc.collect()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    def _plan(
+        self, lm: LoadedCausalLM, items: list[PromptItem], seed: int
+    ) -> tuple[list[tuple[PromptItem, str, bool, str | None]], dict[str, Answer]]:
+        """Render every prompt; those that cannot be answered become failures."""
+        planned: list[tuple[PromptItem, str, bool, str | None]] = []
+        failed: dict[str, Answer] = {}
+        limit = self.sampling.max_new_tokens
+        for item in items:
+            messages, principle = self.system_prompts.messages(seed, self.name, item)
+            text, add_special = render_chat(messages, lm.tokenizer)
+            length = lm.prompt_length(text, add_special)
+            if length == 0:
+                failed[item.prompt_id] = GenerationFailure(
+                    "empty_prompt", f"model {self.name!r}: prompt {item.prompt_id!r} is empty"
+                )
+            elif lm.max_positions is not None and length + limit > lm.max_positions:
+                failed[item.prompt_id] = GenerationFailure(
+                    "prompt_too_long",
+                    f"model {self.name!r}: prompt {item.prompt_id!r} has {length} tokens, and "
+                    f"with max_new_tokens={limit} exceeds the model's context of "
+                    f"{lm.max_positions} tokens",
+                )
+            else:
+                planned.append((item, text, add_special, principle))
+        return planned, failed
+
+    def _answer_with(
+        self, lm: LoadedCausalLM, items: list[PromptItem], seed: int
+    ) -> dict[str, Answer]:
+        planned, out = self._plan(lm, items, seed)
+        for start in range(0, len(planned), self.batch_size):
+            batch = planned[start : start + self.batch_size]
+            seeds = [self.sampling.request_seed(seed, self.name, it.prompt_id) for it, *_ in batch]
+            texts = lm.generate(
+                [text for _, text, _, _ in batch], batch[0][2], seeds, self.sampling
+            )
+            for (item, _, _, principle), (text, prompt_tokens, completion_tokens) in zip(
+                batch, texts, strict=True
+            ):
+                out[item.prompt_id] = Generated(text, prompt_tokens, completion_tokens, principle)
+        return out
+
+
+class TransformersGenerator(PoolGenerator):
+    """A pool of local causal LMs sharing one set of settings.
+
+    Args:
+        models: ``{name: local model directory}``; ``name`` becomes ``Response.model``.
+        max_new_tokens: the longest answer, in tokens.
+        temperature: sampling temperature (> 0), or 0 for greedy decoding.
+        top_p: nucleus sampling mass in (0, 1].
+        batch_size: prompts per forward pass.
+        device: torch device, e.g. ``"cpu"`` or ``"cuda:0"``.
+        system_prompts: which system prompt each model gets per prompt.
+    """
+
+    def __init__(
+        self,
+        models: dict[str, str],
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        batch_size: int = 8,
+        device: str = "cpu",
+        system_prompts: SystemPromptPolicy | None = None,
+    ) -> None:
+        sampling = Sampling(max_new_tokens, temperature, top_p)
+        super().__init__(
+            [
+                TransformersModel(
+                    name,
+                    path,
+                    sampling=sampling,
+                    batch_size=batch_size,
+                    device=device,
+                    system_prompts=system_prompts,
+                )
+                for name, path in check_models(models).items()
+            ]
+        )
+        self.name = "transformers"

