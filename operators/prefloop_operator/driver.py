@@ -137,10 +137,14 @@ class ProgressReporter:
         )
 
     def report(self, progress: Progress, force: bool = True) -> None:
-        """Patch the ConfigMap (when something changed, or a heartbeat is due)."""
+        """Patch the ConfigMap (when something changed, or a heartbeat is due). Until the run
+        directory is known only the state and the heartbeat are sent: the counters of an
+        earlier driver stay (a restarted driver must not show the run back at round 0)."""
         import time
 
         data = progress.to_data()
+        if self.run_dir is None:
+            data = {k: data[k] for k in ("state", "heartbeat", "error")}
         due = time.monotonic() - self._sent_at >= self.heartbeat_seconds
         same = {k: v for k, v in data.items() if k != "heartbeat"} == {
             k: v for k, v in self._sent.items() if k != "heartbeat"

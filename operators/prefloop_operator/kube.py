@@ -24,6 +24,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "Role": ("/apis/rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
     "ActiveRun": ("/apis/prefloop.dev/v1alpha1", "activeruns"),
+    "KopfPeering": ("/apis/kopf.dev/v1", "kopfpeerings"),
 }
 """Kind -> (API prefix, plural) of every kind used here (all namespaced)."""
 

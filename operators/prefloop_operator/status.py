@@ -163,10 +163,10 @@ def compute_status(obs: Observed) -> dict[str, Any]:
         conditions = set_condition(conditions, kind, true, why, text, generation=g, now=now)
 
     not_ready = sorted(r for r, (ready, want) in obs.roles.items() if ready < want)
-    if phase in TERMINAL:
-        put("Ready", False, "RunOver", "the role Deployments are scaled to zero")
-    elif not obs.roles:
+    if not obs.roles:
         put("Ready", True, "EndpointsOnly", "every role is an endpoint of a running service")
+    elif phase in TERMINAL:
+        put("Ready", False, "RunOver", "the role Deployments are scaled to zero")
     elif not_ready:
         put("Ready", False, "RolesNotReady", f"not ready: {', '.join(not_ready)}")
     else:

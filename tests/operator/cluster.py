@@ -127,8 +127,12 @@ class Cluster:
         out = set()
         for r in list(self.emulator):
             agent = r.headers.get("User-Agent", "")
-            if r.resource is None or not agent.startswith(agent_prefixes):
-                continue
+            if (
+                r.resource is None
+                or r.resource.plural is None
+                or not agent.startswith(agent_prefixes)
+            ):
+                continue  # discovery (/api, /apis/GROUP/VERSION) needs no RBAC rule
             resource = r.resource.plural + (f"/{r.subresource}" if r.subresource else "")
             out.add((r.resource.group or "", resource, _rbac_verb(r)))
         return out
