@@ -62,6 +62,12 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     sp.add_argument(
         "--acquisition-only", action="store_true", help="skip the embedder / head timings"
     )
+    sp.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="time the rules by wall clock or by process CPU time (steadier on a shared machine)",
+    )
     sp.add_argument("--out", type=Path, default=Path("bench-reports/speed"))
 
 
@@ -147,6 +153,7 @@ def run_bench(args: argparse.Namespace) -> int:
             out=args.out,
             against_floor=args.against_floor,
             acquisition_only=args.acquisition_only,
+            clock=args.clock,
         )
         md = run_speed(scfg, console=console)
         console.print(f"report: {md}")
