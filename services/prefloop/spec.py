@@ -30,6 +30,7 @@ from prefloop.spec_cluster import (
     SecretRef,
     StorageSpec,
 )
+from prefloop.spec_posttrain import PolicySpec, PostTrainingSpec
 
 API_VERSION: Literal["prefloop.dev/v1alpha1"] = "prefloop.dev/v1alpha1"
 KIND: Literal["ActiveRun"] = "ActiveRun"
@@ -371,6 +372,17 @@ class TrainerSpec(_Model):
     """FIFO replay buffer capacity, in pairs."""
     anchor: AnchorSpec = AnchorSpec()
     """Anchor-to-initialisation schedule."""
+    kind: Literal["reward_head", "policy"] = "reward_head"
+    """``reward_head``: the uncertainty head on frozen embeddings is the loop's model;
+    ``policy``: a causal LM (``policy``) is, trained by DPO each round (docs/training.md)."""
+    policy: PolicySpec = PolicySpec()
+    """The policy in the loop, used with ``kind: policy``."""
+
+    @model_validator(mode="after")
+    def _policy_has_a_model(self) -> TrainerSpec:
+        if self.kind == "policy" and not self.policy.model:
+            raise ValueError("kind: policy needs policy.model, a local causal-LM directory")
+        return self
 
 
 class BudgetSpec(_Model):
@@ -453,6 +465,9 @@ class ActiveRunSpec(_Model):
     services."""
     kafka: KafkaSpec = KafkaSpec()
     """Cluster only: the broker of the run's topics."""
+    post_training: PostTrainingSpec | None = None
+    """Optional: train a model on the run's dataset after the rounds (the settings of
+    ``prefloop train``; docs/training.md)."""
 
     @model_validator(mode="after")
     def _judge_can_label_the_pool(self) -> ActiveRunSpec:
@@ -541,13 +556,14 @@ class ActiveRun(_Model):
     """The run."""
 
     def fingerprint(self) -> str:
-        """Hash of everything that shapes the data set (not budget, output, suspend or where the
-        run's pods and files live), used to refuse resuming a run directory with a different
-        configuration."""
+        """Hash of everything that shapes the data set (not budget, output, suspend, the
+        post-training or where the run's pods and files live), used to refuse resuming a run
+        directory with a different configuration."""
         cluster_only = {k: True for k in ("storage", "roles", "kafka")}
         data = self.spec.model_dump(
             mode="json",
-            exclude={"budget": True, "output": True, "suspend": True, **cluster_only}
+            exclude={"budget": True, "output": True, "suspend": True, "post_training": True}
+            | cluster_only
             | {"prompts": {"config_map": True}}
             | {"responses": {"models": {"__all__": OPERATIONAL_MODEL_FIELDS}}},
         )

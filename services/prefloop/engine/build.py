@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prefloop.data.records import PromptItem
 from prefloop.engine.checkpoint import derive_seed
@@ -39,6 +40,9 @@ from prefloop.spec import (
 from prefloop.trainer.anchor_schedule import AnchorSchedule
 from prefloop.trainer.replay_buffer import ReplayBuffer
 from prefloop.trainer.reward_trainer import RewardModelTrainer
+
+if TYPE_CHECKING:  # torch and transformers load only for a policy run
+    from prefloop.trainer.policy import PolicyModel
 
 
 def build_generator(run: ActiveRun, manifest_dir: Path | None) -> ResponseGenerator:
@@ -178,10 +182,36 @@ def build_judge(run: ActiveRun) -> Judge:
     )
 
 
+def build_policy_model(run: ActiveRun, manifest_dir: Path | None) -> PolicyModel:
+    """The policy in the loop (``trainer.kind: policy``) and its frozen reference."""
+    from prefloop.trainer.policy import PolicyModel
+
+    ps = run.spec.trainer.policy
+    assert ps.model is not None  # the spec requires it with kind: policy
+    path = resolve_path(ps.model, manifest_dir)
+    model_path = str(path) if path.exists() else ps.model  # else a cached Hub id
+    return PolicyModel(ps, model_path, seed=derive_seed(run.spec.seed, -1, "policy-init"))
+
+
 def build_embedded_roles(
     run: ActiveRun, run_dir: Path, manifest_dir: Path | None
-) -> tuple[Roles, LocalRewardModel, LocalJudge]:
-    """All five roles in this process."""
+) -> tuple[Roles, LocalRewardModel | PolicyModel, LocalJudge]:
+    """All five roles in this process; with ``trainer.kind: policy`` the reward and trainer
+    roles are the policy's (``reward/policy.py``, ``trainer/policy.py``)."""
+    if run.spec.trainer.kind == "policy":
+        from prefloop.reward.policy import PolicyReward
+        from prefloop.trainer.policy import PolicyTrainer
+
+        policy = build_policy_model(run, manifest_dir)
+        policy_judge = LocalJudge(build_judge(run))
+        policy_roles = Roles(
+            generation=LocalGeneration(build_generator(run, manifest_dir)),
+            reward=PolicyReward(policy),
+            acquisition=LocalAcquisition(),
+            judge=policy_judge,
+            trainer=PolicyTrainer(policy),
+        )
+        return policy_roles, policy, policy_judge
     model = build_reward_model(run, run_dir, manifest_dir)
     judge = LocalJudge(build_judge(run))
     roles = Roles(
