@@ -264,11 +264,12 @@ def delta_quantile(
     if k == 1:
         upper, lower = mean + beta * std, mean - beta * std  # as in optimistic_gap
         rows = np.flatnonzero(lo < hi)
-        if np.all(hi[rows] - lo[rows] == 1):
-            flat_index = single_entry_window(upper[rows], lower[rows], mask[rows], lo[rows])
+        live: slice | np.ndarray = slice(None) if rows.size == p else rows  # no copies if all
+        if np.all(hi[live] - lo[live] == 1):
+            flat_index = single_entry_window(upper[live], lower[live], mask[live], lo[live])
         else:
-            gap = optimistic_gap(mean[rows], std[rows], beta)
-            flat_index = first_window_pair(gap, upper[rows], mask[rows], lo[rows], hi[rows])
+            gap = optimistic_gap(mean[live], std[live], beta)
+            flat_index = first_window_pair(gap, upper[live], mask[live], lo[live], hi[live])
         first, second = flat_index // n, flat_index % n
         picked = PickedPairs(rows.astype(np.int64), first, second)
         return picked.to_selection(score=upper[rows, first] - lower[rows, second])
