@@ -23,7 +23,7 @@ from prefloop.generation.openai_backend import OpenAIModel
 from prefloop.generation.system_prompts import PRINCIPLE_PROMPTS, SystemPromptPolicy
 from prefloop.generation.transformers_backend import TransformersModel
 from prefloop.llm import HttpEndpointConfig
-from prefloop.spec import ResponsesSpec
+from prefloop.spec import ActiveRun, ResponsesSpec
 
 ITEMS = [
     PromptItem("p0", "hello world", source="sharegpt"),
@@ -193,3 +193,27 @@ def test_the_spec_names_what_a_backend_lacks() -> None:
             {"models": [{"name": "a", "path": "p", "vllm": {"tensorParallelSize": 2}}]}
         )
     assert isinstance(Generated("x"), Generated)
+
+
+def test_where_a_model_runs_does_not_change_the_run_fingerprint() -> None:
+    def run(endpoint: dict[str, Any], **model: Any) -> ActiveRun:
+        models = [
+            {"name": "a", "backend": "openai", "endpoint": {"model": "m", **endpoint}, **model},
+            {"name": "b", "path": "/models/b"},
+        ]
+        return ActiveRun.model_validate({"spec": {"responses": {"models": models}}})
+
+    base = run({"baseUrl": "http://a:8000/v1"}).fingerprint()
+    moved = run(
+        {
+            "baseUrl": "http://b:9000/v1",
+            "apiKeyEnv": "OTHER_KEY",
+            "timeoutSeconds": 5,
+            "maxConcurrency": 2,
+            "maxAttempts": 9,
+        }
+    )
+    assert moved.fingerprint() == base  # a moved server, another key, other limits: resumable
+    assert run({"baseUrl": "http://a:8000/v1", "model": "other"}).fingerprint() != base
+    assert run({"baseUrl": "http://a:8000/v1"}, temperature=0.0).fingerprint() != base
+    assert run({"baseUrl": "http://a:8000/v1", "extraBody": {"x": 1}}).fingerprint() != base

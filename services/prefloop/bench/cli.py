@@ -1,4 +1,4 @@
-"""``prefloop bench label-efficiency ...`` and ``prefloop bench speed ...``: arguments and dispatch.
+"""``prefloop bench label-efficiency|speed|live ...``: arguments and dispatch.
 
 ``prefloop.cli`` only adds this subparser and calls ``run_bench``; everything else lives here.
 """
@@ -12,7 +12,7 @@ from rich.console import Console
 
 
 def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``bench`` with its two subcommands on the top-level subparsers."""
+    """Register ``bench`` with its subcommands on the top-level subparsers."""
     bench = sub.add_parser("bench", help="label-efficiency and speed benchmarks")
     bsub = bench.add_subparsers(dest="bench_command", required=True)
 
@@ -69,6 +69,16 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="time the rules by wall clock or by process CPU time (steadier on a shared machine)",
     )
     sp.add_argument("--out", type=Path, default=Path("bench-reports/speed"))
+
+    lv = bsub.add_parser("live", help="HTTP client throughput against a fixed-latency fake server")
+    lv.add_argument("--concurrency", type=int, default=64, help="requests in flight")
+    lv.add_argument("--latency-ms", type=float, default=50.0, help="the fake server's latency")
+    lv.add_argument("--requests", type=int, default=4096, help="timed requests per shape")
+    lv.add_argument("--warmup", type=int, default=128, help="untimed requests per shape first")
+    lv.add_argument(
+        "--check", action="store_true", help="exit 1 unless both shapes reach 0.9 x C / L"
+    )
+    lv.add_argument("--out", type=Path, default=Path("bench-reports/live"))
 
 
 def _ints(text: str, name: str) -> list[int]:
@@ -158,4 +168,22 @@ def run_bench(args: argparse.Namespace) -> int:
         md = run_speed(scfg, console=console)
         console.print(f"report: {md}")
         return 0
+    if args.bench_command == "live":
+        from prefloop.bench.live import LiveBenchConfig, render_markdown, run_live_bench
+
+        try:
+            rows = run_live_bench(
+                LiveBenchConfig(
+                    concurrency=args.concurrency,
+                    latency_ms=args.latency_ms,
+                    requests=args.requests,
+                    warmup=args.warmup,
+                    out=args.out,
+                )
+            )
+        except ValueError as exc:
+            raise SystemExit(f"prefloop bench live: {exc}") from None
+        print(render_markdown(rows), end="")
+        console.print(f"report: {args.out / 'live.md'}")
+        return 1 if args.check and not all(r.meets_bar for r in rows) else 0
     return 1

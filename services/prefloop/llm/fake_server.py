@@ -84,6 +84,24 @@ def echo_reply(body: dict[str, Any], index: int) -> str:
     return f"echo {index}: {messages[-1].get('content', '')}"
 
 
+RATING_LOGPROBS = {str(r): -0.5 * abs(r - 4) for r in range(1, 6)} | {
+    f"t{k}": -5.0 - k for k in range(20)
+}
+"""A first position a rubric judge might see: ratings 1-5 (4 most likely) among other tokens."""
+
+
+def fixed_reply(text: str) -> ReplyFunction:
+    """Always ``text``; a request that asks for log-probabilities gets a rating reply instead
+    (``"4"`` with 25 alternatives at its one position), shaped like a rubric judge's."""
+
+    def reply(body: dict[str, Any], index: int) -> FakeReply | str:
+        if body.get("logprobs"):
+            return FakeReply("4", top_logprobs=(RATING_LOGPROBS,))
+        return text
+
+    return reply
+
+
 def _words(text: str) -> int:
     return len(text.split())
 
@@ -337,9 +355,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--reply", default="ok", help="the fixed reply text")
     args = parser.parse_args(argv)
-    text = str(args.reply)
     server = FakeOpenAIServer(
-        lambda body, i: text, latency_seconds=args.latency_ms / 1000.0, record=False
+        fixed_reply(str(args.reply)), latency_seconds=args.latency_ms / 1000.0, record=False
     )
 
     async def serve() -> None:

@@ -285,15 +285,12 @@ class OpenAIChatClient:
         request: ChatRequest,
         check: ReplyCheck | None,
     ) -> ChatOutcome:
-        started = time.monotonic()
         try:
-            return await self._retrying(session, gate, headers, secret, request, check, started)
+            return await self._retrying(session, gate, headers, secret, request, check)
         except Exception as exc:  # a batch never raises: record what happened instead
             message = self._redact(f"unexpected {type(exc).__name__}: {exc}", secret)
             log.error("%s %s: %s", self.config.base_url, self.config.model, message)
-            return ChatFailure(
-                "client_error", message, attempts=0, seconds=time.monotonic() - started
-            )
+            return ChatFailure("client_error", message, attempts=0)
 
     def _redact(self, text: str, secret: str | None) -> str:
         return text.replace(secret, "**********") if secret else text
@@ -306,17 +303,19 @@ class OpenAIChatClient:
         secret: str | None,
         request: ChatRequest,
         check: ReplyCheck | None,
-        started: float,
     ) -> ChatOutcome:
         cfg = self.config
         body = json.dumps(request.body(cfg.model, cfg.extra_body)).encode("utf-8")
-        deadline = started + cfg.retry_budget_seconds
         where = f"{cfg.base_url} model {cfg.model}"
+        started = deadline = math.inf  # set when the first attempt gets its turn
         attempt = 0
         while True:
             attempt += 1
-            timeout = min(cfg.timeout_seconds, max(deadline - time.monotonic(), 0.001))
             async with gate:
+                if attempt == 1:  # the budget and the seconds count from the first send
+                    started = time.monotonic()
+                    deadline = started + cfg.retry_budget_seconds
+                timeout = min(cfg.timeout_seconds, max(deadline - time.monotonic(), 0.001))
                 outcome = await self._attempt(session, body, headers, timeout, request.n)
             if isinstance(outcome, ChatResult):
                 result = ChatResult(

@@ -98,7 +98,9 @@ class ChatChoice:
 class ChatResult:
     """A successful call: the choices in index order, token usage, wall seconds, attempts.
 
-    Token counts are the server's ``usage``; None when the server reports none.
+    Token counts are the server's ``usage``; None when the server reports none. ``seconds``
+    runs from the first send (not from the wait for a turn under ``maxConcurrency``) to the
+    accepted reply, pauses between attempts included.
     """
 
     choices: tuple[ChatChoice, ...]
