@@ -13,9 +13,11 @@ rating). Other 4xx and an unreadable API key end the request at once.
 
 A batch returns one :class:`~prefloop.llm.types.ChatResult` or
 :class:`~prefloop.llm.types.ChatFailure` per request, in order; it never raises. At most
-``max_concurrency`` requests are in flight (an ``asyncio.Semaphore`` held during an attempt,
-not during its pause). :meth:`OpenAIChatClient.complete_batch` is the synchronous facade the
-engine calls; async callers use :meth:`OpenAIChatClient.complete_many`.
+``max_concurrency`` requests are in flight: that many workers take the batch's requests in
+order, each running its request's attempts and pauses to the end (so when a server asks for
+backoff the batch slows down with it, and a batch of 60,000 prompts holds 64 coroutines, not
+60,000). :meth:`OpenAIChatClient.complete_batch` is the synchronous facade the engine calls;
+async callers use :meth:`OpenAIChatClient.complete_many`.
 
 The API key is read at call time (:meth:`HttpEndpointConfig.read_api_key`), travels only in
 the Authorization header, and is masked out of every message this module writes or logs.
@@ -263,30 +265,37 @@ class OpenAIChatClient:
         secret = key.get_secret_value() if key is not None else None
         if secret is not None:
             headers["Authorization"] = f"Bearer {secret}"
-        gate = asyncio.Semaphore(self.config.max_concurrency)
         own = session is None
         live = self.open_session() if session is None else session
+        outcomes: list[ChatOutcome] = []
+        slots: list[ChatOutcome | None] = [None] * len(requests)
+        order = iter(range(len(requests)))  # shared by the workers: each takes the next index
+
+        async def worker() -> None:
+            for i in order:
+                slots[i] = await self._complete_one(live, headers, secret, requests[i], check)
+
         try:
-            return list(
-                await asyncio.gather(
-                    *(self._complete_one(live, gate, headers, secret, r, check) for r in requests)
-                )
-            )
+            workers = min(self.config.max_concurrency, len(requests))
+            await asyncio.gather(*(worker() for _ in range(workers)))
         finally:
             if own:
                 await live.close()
+        for outcome in slots:
+            assert outcome is not None  # every index was taken by a worker
+            outcomes.append(outcome)
+        return outcomes
 
     async def _complete_one(
         self,
         session: aiohttp.ClientSession,
-        gate: asyncio.Semaphore,
         headers: dict[str, str],
         secret: str | None,
         request: ChatRequest,
         check: ReplyCheck | None,
     ) -> ChatOutcome:
         try:
-            return await self._retrying(session, gate, headers, secret, request, check)
+            return await self._retrying(session, headers, secret, request, check)
         except Exception as exc:  # a batch never raises: record what happened instead
             message = self._redact(f"unexpected {type(exc).__name__}: {exc}", secret)
             log.error("%s %s: %s", self.config.base_url, self.config.model, message)
@@ -298,25 +307,21 @@ class OpenAIChatClient:
     async def _retrying(
         self,
         session: aiohttp.ClientSession,
-        gate: asyncio.Semaphore,
         headers: dict[str, str],
         secret: str | None,
         request: ChatRequest,
         check: ReplyCheck | None,
     ) -> ChatOutcome:
         cfg = self.config
+        started = time.monotonic()  # a worker took the request: the budget counts from here
+        deadline = started + cfg.retry_budget_seconds
         body = json.dumps(request.body(cfg.model, cfg.extra_body)).encode("utf-8")
         where = f"{cfg.base_url} model {cfg.model}"
-        started = deadline = math.inf  # set when the first attempt gets its turn
         attempt = 0
         while True:
             attempt += 1
-            async with gate:
-                if attempt == 1:  # the budget and the seconds count from the first send
-                    started = time.monotonic()
-                    deadline = started + cfg.retry_budget_seconds
-                timeout = min(cfg.timeout_seconds, max(deadline - time.monotonic(), 0.001))
-                outcome = await self._attempt(session, body, headers, timeout, request.n)
+            timeout = min(cfg.timeout_seconds, max(deadline - time.monotonic(), 0.001))
+            outcome = await self._attempt(session, body, headers, timeout, request.n)
             if isinstance(outcome, ChatResult):
                 result = ChatResult(
                     outcome.choices,
