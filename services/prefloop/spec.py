@@ -16,7 +16,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -30,6 +30,7 @@ from prefloop.spec_cluster import (
     SecretRef,
     StorageSpec,
 )
+from prefloop.spec_human import HumanJudgeSpec
 from prefloop.spec_posttrain import PolicySpec, PostTrainingSpec
 
 API_VERSION: Literal["prefloop.dev/v1alpha1"] = "prefloop.dev/v1alpha1"
@@ -326,23 +327,153 @@ class AcquisitionSpec(_Model):
         return self
 
 
+JUDGE_ASPECTS = Literal["instruction_following", "honesty", "truthfulness", "helpfulness"]
+LIVE_JUDGE_KINDS = ("rubric", "pairwise", "reward_model")
+"""Judges that read the responses' content (the oracle reads stored scores)."""
+
+
+class JudgeLlmSpec(_Model):
+    """The LLM behind a `rubric` or `pairwise` judge."""
+
+    backend: Literal["openai", "transformers"] = "openai"
+    """`openai`: any OpenAI-compatible chat endpoint (a vLLM server, a hosted API);
+    `transformers`: a local causal LM (log-probabilities from its logits)."""
+    endpoint: HttpEndpointConfig | None = None
+    """The endpoint of `backend: openai`: URL, model name, API key source, limits, retries and
+    prices per million tokens."""
+    path: Annotated[str, Field(min_length=1)] | None = None
+    """Local model directory (Hugging Face format) of `backend: transformers`; nothing is
+    downloaded."""
+    device: str = "cpu"
+    """Torch device of `backend: transformers`."""
+    batch_size: Annotated[int, Field(ge=1)] = 8
+    """Requests per forward pass of `backend: transformers`."""
+    temperature: Annotated[float, Field(ge=0.0)] = 0.0
+    """Sampling temperature of the judge (0 is greedy: the same reply every time)."""
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    """Nucleus sampling mass of the judge."""
+    max_tokens: Annotated[int, Field(ge=1)] = 64
+    """Reply length limit (the rating is the first token; the pairwise judge's reason follows)."""
+    top_logprobs: Annotated[int, Field(ge=0, le=1000)] = 20
+    """First-token alternatives asked for (ActiveUltraFeedback: 20); the score is the expected
+    label over them. 0 asks for none: the label is parsed from the reply text."""
+
+    @model_validator(mode="after")
+    def _backend_has_what_it_needs(self) -> JudgeLlmSpec:
+        if self.backend == "openai" and self.endpoint is None:
+            raise ValueError("backend: openai needs `endpoint` (baseUrl, model)")
+        if self.backend == "transformers" and self.path is None:
+            raise ValueError("backend: transformers needs `path`, a local model directory")
+        if self.backend != "openai" and self.endpoint is not None:
+            raise ValueError(f"`endpoint` is for backend: openai, not {self.backend}")
+        if self.backend != "transformers" and self.path is not None:
+            raise ValueError(f"`path` is for backend: transformers, not {self.backend}")
+        return self
+
+
+class RewardModelJudgeSpec(_Model):
+    """The local sequence-classification model of a `reward_model` judge."""
+
+    path: Annotated[str, Field(min_length=1)]
+    """Local model directory (Hugging Face format, one output label); nothing is downloaded."""
+    device: str = "cpu"
+    """Torch device."""
+    batch_size: Annotated[int, Field(ge=1)] = 8
+    """Conversations per forward pass."""
+    max_length_tokens: Annotated[int, Field(ge=16)] = 1024
+    """Truncation length of a (prompt, response) conversation, in tokens."""
+
+
+JUDGE_OPERATIONAL_FIELDS: dict[str, Any] = {
+    "llm": {
+        "endpoint": OPERATIONAL_MODEL_FIELDS["endpoint"],
+        "device": True,
+        "batch_size": True,
+    },
+    "reward_model": {"device": True, "batch_size": True},
+    "human": {
+        "round_timeout_seconds": True,
+        "tokens_file": True,
+        "tokens_env": True,
+        "leads": True,
+    },
+}
+"""Judge fields that say where and how hard to run the judge, not what it answers: left out of
+the judge's configuration hash (a moved server keeps its cached judgements) and of the run's
+fingerprint (a run may resume against a moved judge)."""
+
+
 class JudgeSpec(_Model):
     """Who labels the pairs."""
 
-    kind: Literal["oracle"] = "oracle"
-    """`oracle`: reveals the stored judge scores (research setting). Live LLM judges and human
-    queues implement the same interface."""
+    kind: Literal["oracle", "rubric", "pairwise", "reward_model", "human"] = "oracle"
+    """`oracle`: reveals the stored judge scores (research setting). `rubric`: an LLM rates each
+    response on UltraFeedback's four aspects (1-5, the expected rating from first-token
+    log-probabilities), the higher mean wins. `pairwise`: an LLM compares the two responses,
+    asked in both orders. `reward_model`: a local reward model scores each response. `human`:
+    people label the pairs on a web page (`prefloop judge-ui`; docs/human-judge.md)."""
     mode: Literal["deterministic", "bradley_terry"] = "deterministic"
-    """`deterministic`: the higher stored score wins; `bradley_terry`: the label is sampled with
-    P(a > b) = sigmoid((T(s_a) - T(s_b)) / temperature), seeded per pair."""
+    """`oracle`, `rubric`, `reward_model`: `deterministic`: the higher score wins;
+    `bradley_terry`: the label is sampled with P(a > b) = sigmoid((T(s_a) - T(s_b)) /
+    temperature), seeded per pair."""
     tie_policy: Literal["first", "random"] = "first"
     """Equal scores: the first response in canonical order (by response id) wins (`first`) or a
     seeded coin (`random`); neither depends on which response the rule put first (unlike
     ActiveUltraFeedback, where a tie keeps the acquisition order). Ties are flagged either way."""
     temperature: Annotated[float, Field(gt=0.0)] = 1.0
-    """Bradley-Terry temperature."""
+    """Bradley-Terry temperature (`mode: bradley_terry`); the LLM's sampling temperature is
+    `llm.temperature`."""
     score_transform: Literal["logit", "identity"] = "logit"
-    """T: `logit` for win-probability scores in [0, 1], `identity` for rating scales."""
+    """T of the oracle: `logit` for win-probability scores in [0, 1], `identity` for rating
+    scales. Live judges' scores (ratings, reward logits) always use `identity`."""
+    tie_margin: Annotated[float, Field(ge=0.0)] = 0.0
+    """Scores at most this far apart are a tie (`oracle`, `rubric`, `reward_model`; e.g. 0.05 on
+    the rubric's 1-5 scale); 0 makes only equal scores a tie."""
+    aspects: list[JUDGE_ASPECTS] = [
+        "instruction_following",
+        "honesty",
+        "truthfulness",
+        "helpfulness",
+    ]
+    """`rubric`: the aspects rated, each in its own request; the overall score is their mean."""
+    llm: JudgeLlmSpec | None = None
+    """`rubric`, `pairwise`: the judge LLM and how it decodes."""
+    reward_model: RewardModelJudgeSpec | None = None
+    """`reward_model`: the local reward model."""
+    human: HumanJudgeSpec | None = None
+    """`human`: how many people vote per pair, the round timeout, where the tokens are."""
+
+    @model_validator(mode="after")
+    def _kind_has_what_it_needs(self) -> JudgeSpec:
+        needs_llm = self.kind in ("rubric", "pairwise")
+        if needs_llm and self.llm is None:
+            raise ValueError(f"kind: {self.kind} needs `llm` (backend and endpoint or path)")
+        if not needs_llm and self.llm is not None:
+            raise ValueError(f"`llm` is for kind: rubric or pairwise, not {self.kind}")
+        if self.kind == "reward_model" and self.reward_model is None:
+            raise ValueError("kind: reward_model needs `rewardModel` (path)")
+        if self.kind != "reward_model" and self.reward_model is not None:
+            raise ValueError(f"`rewardModel` is for kind: reward_model, not {self.kind}")
+        if self.kind == "pairwise" and (self.mode != "deterministic" or self.tie_margin > 0):
+            raise ValueError(
+                "kind: pairwise decides by the two orders' answers; `mode` and `tieMargin` are "
+                "for the pointwise kinds (oracle, rubric, reward_model)"
+            )
+        if self.kind != "rubric" and len(self.aspects) != len(get_args(JUDGE_ASPECTS)):
+            raise ValueError(f"`aspects` is for kind: rubric, not {self.kind}")
+        if self.kind != "human" and self.human is not None:
+            raise ValueError(f"`human` is for kind: human, not {self.kind}")
+        if self.kind == "rubric" and len(set(self.aspects)) != len(self.aspects):
+            raise ValueError(f"aspects must be distinct and not empty, got {self.aspects}")
+        return self
+
+    def config_hash(self, seed: int) -> str:
+        """Fingerprint of everything that shapes a verdict (not where or how hard the judge
+        runs, nor prices) and the run seed: the key of its cached judgements and verdict log."""
+        blob = json.dumps(
+            self.model_dump(mode="json", exclude=JUDGE_OPERATIONAL_FIELDS), sort_keys=True
+        )
+        return hashlib.sha256(f"{blob}/{seed}".encode()).hexdigest()[:16]
 
 
 class AnchorSpec(_Model):
@@ -474,8 +605,8 @@ class ActiveRunSpec(_Model):
         if self.responses.source == "models" and self.judge.kind == "oracle":
             raise ValueError(
                 "judge.kind: oracle reveals stored judge scores, but responses.source: models "
-                "generates new responses that have none; use responses.source: precomputed "
-                "with scored data (live LLM judges are not available yet)"
+                "generates new responses that have none; use a live judge (judge.kind: rubric, "
+                "pairwise or reward_model) or responses.source: precomputed with scored data"
             )
         return self
 
@@ -565,7 +696,8 @@ class ActiveRun(_Model):
             exclude={"budget": True, "output": True, "suspend": True, "post_training": True}
             | cluster_only
             | {"prompts": {"config_map": True}}
-            | {"responses": {"models": {"__all__": OPERATIONAL_MODEL_FIELDS}}},
+            | {"responses": {"models": {"__all__": OPERATIONAL_MODEL_FIELDS}}}
+            | {"judge": JUDGE_OPERATIONAL_FIELDS},
         )
         blob = json.dumps({"name": self.metadata.name, "spec": data}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -8,7 +8,7 @@ from prefloop.judge import rubric_prompts as rp
 
 
 def test_texts_are_the_pinned_copies() -> None:
-    texts = {"system": rp.JUDGE_SYSTEM_PROMPT, **rp.RUBRICS}
+    texts: dict[str, str] = {"system": rp.JUDGE_SYSTEM_PROMPT, **rp.RUBRICS}
     assert set(texts) == set(rp.RUBRIC_SHA256)
     for name, text in texts.items():
         assert hashlib.sha256(text.encode()).hexdigest() == rp.RUBRIC_SHA256[name], name

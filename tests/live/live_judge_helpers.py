@@ -12,11 +12,13 @@ import hashlib
 import math
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
-from fake_openai import FakeReply, last_user_text
+from fake_openai import FakeOpenAIServer, FakeReply, ReplyFunction, last_user_text
 
 
 def digest(text: str) -> int:
@@ -40,6 +42,15 @@ def judge_reply(body: dict[str, Any], index: int) -> FakeReply:
 def pool_reply(body: dict[str, Any], index: int) -> str:
     """A deterministic pool model: its name and the reversed prompt."""
     return f"{body['model']} answers {last_user_text(body)[::-1][:40]}"
+
+
+@contextmanager
+def live_servers(
+    judge: ReplyFunction, **judge_options: Any
+) -> Iterator[tuple[FakeOpenAIServer, FakeOpenAIServer]]:
+    """A started pool server (:func:`pool_reply`) and judge server (``judge``)."""
+    with FakeOpenAIServer(pool_reply) as pool, FakeOpenAIServer(judge, **judge_options) as jdg:
+        yield pool, jdg
 
 
 class CountingJudge:

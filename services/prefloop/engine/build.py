@@ -24,7 +24,7 @@ from prefloop.generation.system_prompts import (
     load_principle_prompts,
 )
 from prefloop.judge.base import Judge
-from prefloop.judge.registry import make_judge
+from prefloop.judge.from_spec import build_judge_from_spec
 from prefloop.reward.embedders import make_embedder
 from prefloop.reward.feature_cache import FeatureCache
 from prefloop.reward.heads import make_head
@@ -43,6 +43,9 @@ from prefloop.trainer.reward_trainer import RewardModelTrainer
 
 if TYPE_CHECKING:  # torch and transformers load only for a policy run
     from prefloop.trainer.policy import PolicyModel
+
+JUDGE_CACHE_DIR = "judge-cache"
+"""Where an embedded run keeps its live judge's answers (see :mod:`prefloop.judge.cache`)."""
 
 
 def build_generator(run: ActiveRun, manifest_dir: Path | None) -> ResponseGenerator:
@@ -169,16 +172,29 @@ def build_reward_model(
     return LocalRewardModel(embedder, cache, head, trainer)
 
 
-def build_judge(run: ActiveRun) -> Judge:
-    """The run's judge, seeded from the run's seed (the same in every mode)."""
-    js = run.spec.judge
-    return make_judge(
-        js.kind,
-        seed=derive_seed(run.spec.seed, -1, "judge"),
-        mode=js.mode,
-        tie_policy=js.tie_policy,
-        temperature=js.temperature,
-        score_transform=js.score_transform,
+def judge_seed(run: ActiveRun) -> int:
+    """The judge's seed, derived from the run's (the same in every mode)."""
+    return derive_seed(run.spec.seed, -1, "judge")
+
+
+def build_judge(
+    run: ActiveRun, manifest_dir: Path | None = None, cache_dir: Path | None = None
+) -> Judge:
+    """The run's judge, seeded from the run's seed (the same in every mode); a live judge keeps
+    its answers in ``cache_dir`` (in memory when None); people's votes (``judge.kind: human``)
+    go beside it, in ``human-labels``."""
+    if run.spec.judge.kind == "human":
+        from prefloop.judge.human.judge import HUMAN_LABELS_DIR, human_judge_from_spec
+
+        return human_judge_from_spec(
+            run.spec.judge.human,
+            seed=judge_seed(run),
+            manifest_dir=manifest_dir,
+            labels_dir=cache_dir.parent / HUMAN_LABELS_DIR if cache_dir is not None else None,
+            max_annotations=run.spec.budget.max_annotations,
+        )
+    return build_judge_from_spec(
+        run.spec.judge, seed=judge_seed(run), manifest_dir=manifest_dir, cache_dir=cache_dir
     )
 
 
@@ -203,7 +219,7 @@ def build_embedded_roles(
         from prefloop.trainer.policy import PolicyTrainer
 
         policy = build_policy_model(run, manifest_dir)
-        policy_judge = LocalJudge(build_judge(run))
+        policy_judge = LocalJudge(build_judge(run, manifest_dir, run_dir / JUDGE_CACHE_DIR))
         policy_roles = Roles(
             generation=LocalGeneration(build_generator(run, manifest_dir)),
             reward=PolicyReward(policy),
@@ -213,7 +229,7 @@ def build_embedded_roles(
         )
         return policy_roles, policy, policy_judge
     model = build_reward_model(run, run_dir, manifest_dir)
-    judge = LocalJudge(build_judge(run))
+    judge = LocalJudge(build_judge(run, manifest_dir, run_dir / JUDGE_CACHE_DIR))
     roles = Roles(
         generation=LocalGeneration(build_generator(run, manifest_dir)),
         reward=LocalReward(model),

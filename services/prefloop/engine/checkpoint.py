@@ -56,6 +56,11 @@ class RunState:
     """Reward-model version (bumped by every training round)."""
     judged: dict[str, dict[str, Any]] = field(default_factory=dict)
     """pair_id -> stored judgement: the judge is never asked twice for the same pair."""
+    judge_failures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """pair_id -> a pair the judge could not label after its retries (the request and why): not
+    in the data set, asked again on ``--resume``."""
+    usage_totals: dict[str, float] = field(default_factory=dict)
+    """Judge and generation calls, tokens, seconds, cache hits and cost, summed over the run."""
     metrics: list[dict[str, Any]] = field(default_factory=list)
     """Per-round metrics rows."""
     finished: bool = False

@@ -55,7 +55,7 @@ def write_metrics(metrics: list[dict[str, Any]], run_dir: Path) -> tuple[Path, P
 def plot_learning_curve(metrics: list[dict[str, Any]], path: Path, title: str) -> Path:
     """Held-out accuracy and selected-pair score gap against annotations used."""
     x = [m["annotations_used"] for m in metrics]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     acc = [m.get("heldout_accuracy", math.nan) for m in metrics]
     axes[0].plot(x, acc, marker="o")
     axes[0].axhline(0.5, color="grey", ls=":", lw=1, label="chance")
@@ -77,11 +77,59 @@ def plot_learning_curve(metrics: list[dict[str, Any]], path: Path, title: str) -
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     axes[2].set(xlabel="round", ylabel="seconds", title="time per round")
     axes[2].legend(loc="best", fontsize=8)
+    plot_costs(axes[3], metrics, x)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_costs(ax: Any, metrics: list[dict[str, Any]], x: list[Any]) -> None:
+    """Cumulative judge and generation cost against annotations used, and the judge's calls.
+
+    Why on the learning curve: what a point of accuracy cost is the question a live run asks.
+    """
+    for name, label in (("judge_cost", "judge"), ("generation_cost", "generation")):
+        total, ys = 0.0, []
+        for m in metrics:
+            total += float(m.get(name, 0.0) or 0.0)
+            ys.append(total)
+        ax.plot(x, ys, marker="o", label=f"{label} cost")
+    calls = ax.twinx()
+    total_calls, ys_calls = 0, []
+    for m in metrics:
+        total_calls += int(m.get("judge_calls", 0) or 0)
+        ys_calls.append(total_calls)
+    calls.plot(x, ys_calls, color="grey", ls=":", label="judge calls")
+    calls.set_ylabel("judge calls (cumulative)")
+    ax.set(xlabel="annotations used", ylabel="cost (endpoint prices)", title="cost (cumulative)")
+    ax.legend(loc="upper left", fontsize=8)
+
+
+def cost_lines(totals: dict[str, float], failures_pending: int) -> list[str]:
+    """The summary's cost section: calls, tokens, seconds, cache hits and money, per part.
+
+    Why: a run on paid endpoints must say what it spent and what it saved by caching.
+    """
+    t = totals
+    judge_calls = int(t.get("judge_calls", 0))
+    generation_calls = int(t.get("generation_calls", 0))
+    total = float(t.get("judge_cost", 0.0)) + float(t.get("generation_cost", 0.0))
+    return [
+        f"- judge: {judge_calls} calls ({int(t.get('judge_failed_calls', 0))} failed), "
+        f"{int(t.get('judge_prompt_tokens', 0))} tokens in, "
+        f"{int(t.get('judge_completion_tokens', 0))} out, "
+        f"{float(t.get('judge_request_seconds', 0.0)):.1f} s, "
+        f"{int(t.get('judge_cache_hits', 0))} cache hits, cost {float(t.get('judge_cost', 0)):.4f}",
+        f"- generation: {generation_calls} calls, "
+        f"{int(t.get('generation_prompt_tokens', 0))} tokens in, "
+        f"{int(t.get('generation_completion_tokens', 0))} out, "
+        f"cost {float(t.get('generation_cost', 0.0)):.4f}",
+        f"- total cost: {total:.4f} (in the currency of the endpoints' prices per million tokens)",
+        f"- pairs the judge failed on: {failures_pending} (not in the data set; asked again on "
+        "`prefloop run --resume`)",
+    ]
 
 
 def summarize(
@@ -112,6 +160,8 @@ def summarize(
         "mean_chosen_score": _mean([r.get("mean_chosen_score") for r in m]),
         "seconds_per_round": total / max(1, len(m)),
         "step_seconds": step_totals,
+        "costs": dict(result.state.usage_totals),
+        "judge_failures": len(result.state.judge_failures),
         "files": files,
         "warnings": list(warnings),
     }
@@ -131,6 +181,7 @@ def summarize(
         f"- mean judge-score gap of the selected pairs: {_fmt(summary['mean_score_gap'])}; "
         f"mean chosen score: {_fmt(summary['mean_chosen_score'])}",
         f"- time per round: {summary['seconds_per_round']:.2f} s",
+        *cost_lines(result.state.usage_totals, len(result.state.judge_failures)),
         "",
         "| step | seconds | share |",
         "|---|---|---|",

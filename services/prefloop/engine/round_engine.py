@@ -29,10 +29,11 @@ there). The embedded default publishes nothing.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,12 @@ from prefloop.data.records import (
     LabelSource,
     PreferencePair,
     PromptItem,
+    Response,
     ScoredBatch,
 )
 from prefloop.engine.budget import Remaining, remaining_budget
 from prefloop.engine.checkpoint import RunState, derive_seed, load_checkpoint, save_checkpoint
+from prefloop.engine.costs import add_totals, generation_cost, judge_usage
 from prefloop.engine.roles import (
     AcquisitionRole,
     GenerationRole,
@@ -66,6 +69,8 @@ from prefloop.engine.selection import (
 from prefloop.generation.base import generation_metrics
 from prefloop.judge.base import Judgement, JudgeRequest, response_key
 from prefloop.spec import ActiveRun
+
+log = logging.getLogger("prefloop.engine")
 
 STEPS = ("generation", "reward", "acquisition", "judge", "training")
 WARMUP_RULE = "random"
@@ -137,6 +142,9 @@ class RoundEngine:
         self._save_trainer = save_trainer or roles.trainer.save_state
         self.rule = get_rule(run.spec.acquisition.method)
         self.publisher = publisher
+        self._round_verdicts: list[Judgement] = []
+        self._carried: list[PreferencePair] = []
+        """Failed pairs labelled again on resume, trained on (and written) with the next round."""
 
     # -- budget -------------------------------------------------------------------------------
     def remaining(self, state: RunState) -> Remaining:
@@ -180,6 +188,8 @@ class RoundEngine:
     def run_rounds(self, resume: bool = False) -> RunResult:
         """Run to completion (or until a budget stops it)."""
         state, rows = self.start(resume)
+        if resume and state.judge_failures:
+            self._carried = self.retry_failed_pairs(state)
         while not (reason := self._stop_reason(state)):
             rows.extend(self.run_one_round(state))
             save_checkpoint(
@@ -187,6 +197,14 @@ class RoundEngine:
             )
             if self.on_round is not None:
                 self.on_round(state.metrics[-1])
+        if self._carried:  # pairs labelled on resume with no round left to carry them
+            keep = [p for p in self._carried if self._enters_dataset(p.label_source)]
+            rows.extend(p.to_row() for p in keep)
+            state.pairs_used += len(keep)
+            self._carried = []
+            save_checkpoint(
+                self.run_dir, state, rows, self._save_trainer, self.run.spec.output.keep_checkpoints
+            )
         state.finished = True
         state.stop_reason = reason
         return RunResult(self.run_dir, rows, state, self.heldout)
@@ -243,7 +261,8 @@ class RoundEngine:
         timings["acquisition"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        pairs = self._label(state, items, sel, rule)
+        pairs = [*self._carried, *self._label(state, items, sel, rule)]
+        self._carried = []
         timings["judge"] = time.perf_counter() - t
         if self.publisher is not None:
             t = time.perf_counter()
@@ -280,6 +299,11 @@ class RoundEngine:
         metrics = self._metrics(state, items, pairs, keep, sel, scores.timings, train.metrics)
         metrics.update(distinct)
         metrics.update(generation_metrics(items))
+        metrics.update(judge_usage(self._round_verdicts))
+        metrics.update(generation_cost(self.run, items))
+        metrics.update(add_totals(state.usage_totals, metrics))
+        metrics["judge_failures"] = sum(v.failed for v in self._round_verdicts)
+        metrics["judge_failures_pending"] = len(state.judge_failures)
         metrics["annotations_this_round"] = state.annotations_used - annotations_before
         metrics["pairs_this_round"] = len(keep)
         metrics["acquisition_method"] = rule.name
@@ -315,7 +339,7 @@ class RoundEngine:
         """Ask the judge about new pairs (never twice), apply self-labels, build the pairs."""
         name = self.run.metadata.name
         requests: list[JudgeRequest] = []
-        requested: set[str] = set()
+        requested: dict[str, tuple[int, int]] = {}
         planned: list[tuple[int, int, int, int, str]] = []
         for row in range(sel.size):
             item = items[int(sel.prompt_index[row])]
@@ -323,13 +347,9 @@ class RoundEngine:
             pid = pair_id(name, item, item.responses[i], item.responses[j])
             planned.append((int(sel.prompt_index[row]), i, j, int(sel.pseudo_label[row]), pid))
             if sel.pseudo_label[row] == 0 and pid not in state.judged and pid not in requested:
-                requested.add(pid)
+                requested[pid] = (i, j)
                 requests.append(JudgeRequest(pid, item, item.responses[i], item.responses[j]))
-        if requests:
-            verdicts = self.roles.judge.judge(requests)
-            for req, verdict in zip(requests, verdicts, strict=True):
-                state.judged[req.pair_id] = _judgement_dict(req, verdict)
-            state.annotations_used += len(requests)
+        self._round_verdicts = self._ask_judge(state, requests, requested, rule.name)
         pairs = []
         seen: set[str] = set()
         source: LabelSource
@@ -339,6 +359,8 @@ class RoundEngine:
             seen.add(pid)
             item = items[p_idx]
             if pseudo == 0:
+                if pid not in state.judged:  # the judge failed on it: recorded, not labelled
+                    continue
                 jd = state.judged[pid]
                 first_wins = jd["winner_key"] == response_key(item.responses[i])
                 prob_first = (
@@ -352,6 +374,7 @@ class RoundEngine:
                 source = self._self_label_source(rule)
                 tie, rationale = False, None
             ci, ri = (i, j) if first_wins else (j, i)
+            scores = state.judged[pid].get("scores", {}) if source == "judge" else {}
             pairs.append(
                 PreferencePair(
                     pair_id=pid,
@@ -359,8 +382,8 @@ class RoundEngine:
                     round=state.round,
                     prompt_id=item.prompt_id,
                     prompt=item.prompt,
-                    chosen=item.responses[ci],
-                    rejected=item.responses[ri],
+                    chosen=_with_judge_score(item.responses[ci], scores),
+                    rejected=_with_judge_score(item.responses[ri], scores),
                     chosen_index=ci,
                     rejected_index=ri,
                     acquisition=rule.name,
@@ -369,6 +392,92 @@ class RoundEngine:
                     tie=tie,
                     label_source=source,
                     rationale=rationale,
+                )
+            )
+        return pairs
+
+    def _ask_judge(
+        self,
+        state: RunState,
+        requests: list[JudgeRequest],
+        indices: dict[str, tuple[int, int]],
+        rule_name: str,
+    ) -> list[Judgement]:
+        """Judge ``requests``; record verdicts as judged and failures as failed (never labelled).
+
+        A failed pair spends no annotation; it is kept with its request in
+        ``state.judge_failures`` and asked again on ``--resume``.
+        """
+        if not requests:
+            return []
+        verdicts = self.roles.judge.judge(requests)
+        for req, verdict in zip(requests, verdicts, strict=True):
+            if verdict.failed:
+                before = state.judge_failures.get(req.pair_id)
+                if before is not None:  # asked again on resume: keep where it came from
+                    before["reason"] = verdict.failure
+                    continue
+                i, j = indices[req.pair_id]
+                state.judge_failures[req.pair_id] = _failure_record(
+                    req, verdict, i, j, state.round, rule_name
+                )
+                continue
+            state.judge_failures.pop(req.pair_id, None)
+            state.judged[req.pair_id] = _judgement_dict(req, verdict)
+            state.annotations_used += 1
+        failed = [v for v in verdicts if v.failed]
+        if failed:
+            log.warning(
+                "judge: %d of %d pair(s) failed and are not labelled (asked again on --resume); "
+                "first: %s",
+                len(failed),
+                len(verdicts),
+                failed[0].failure,
+            )
+        return verdicts
+
+    def retry_failed_pairs(self, state: RunState) -> list[PreferencePair]:
+        """Ask the judge again about the pairs it failed on (``--resume``), within the budget.
+
+        The pairs it labels now are returned (they join the next round's labels); the rest stay
+        recorded as failed. Their calls count in the run's cost totals.
+        """
+        left = self.remaining(state)
+        records = list(state.judge_failures.items())[: max(0, min(left.annotations, left.pairs))]
+        requests, indices, items = [], {}, {}
+        for pid, record in records:
+            request, i, j = _request_of_failure(pid, record)
+            requests.append(request)
+            indices[pid] = (i, j)
+            items[pid] = record
+        verdicts = self._ask_judge(state, requests, indices, rule_name="")
+        add_totals(state.usage_totals, judge_usage(verdicts))
+        pairs = []
+        for request, verdict in zip(requests, verdicts, strict=True):
+            if verdict.failed:
+                continue
+            i, j = indices[request.pair_id]
+            jd = state.judged[request.pair_id]
+            a_wins = jd["winner_key"] == response_key(request.a)
+            chosen, rejected = (request.a, request.b) if a_wins else (request.b, request.a)
+            prob_a = jd["probability_winner"] if a_wins else 1 - jd["probability_winner"]
+            pairs.append(
+                PreferencePair(
+                    pair_id=request.pair_id,
+                    run=self.run.metadata.name,
+                    round=state.round,
+                    prompt_id=request.item.prompt_id,
+                    prompt=request.item.prompt,
+                    chosen=_with_judge_score(chosen, jd.get("scores", {})),
+                    rejected=_with_judge_score(rejected, jd.get("scores", {})),
+                    chosen_index=i if a_wins else j,
+                    rejected_index=j if a_wins else i,
+                    acquisition=items[request.pair_id]["acquisition"],
+                    judge=self.roles.judge.name,
+                    probability_chosen=prob_a if a_wins else 1.0 - prob_a,
+                    tie=bool(jd["tie"]),
+                    label_source="judge",
+                    rationale=jd.get("rationale"),
                 )
             )
         return pairs
@@ -419,16 +528,61 @@ class RoundEngine:
 
 
 def _judgement_dict(req: JudgeRequest, j: Judgement) -> dict[str, Any]:
-    """A judgement stored order-free: who won (by response key), with what probability."""
+    """A judgement stored order-free: who won (by response key), with what probability, and
+    each response's judge score by response key."""
     if j.pair_id != req.pair_id:
         raise RuntimeError(f"judge answered pair {j.pair_id} for request {req.pair_id}")
     winner = req.a if j.winner == 0 else req.b
     p_a = float(j.probability_a)
+    scores = {
+        response_key(r): float(s)
+        for r, s in ((req.a, j.score_a), (req.b, j.score_b))
+        if s is not None and math.isfinite(s)
+    }
     return {
         "winner_key": response_key(winner),
         "probability_winner": p_a if j.winner == 0 else 1.0 - p_a,
         "score_a": j.score_a,
         "score_b": j.score_b,
+        "scores": scores,
         "tie": bool(j.tie),
         "rationale": j.rationale,
     }
+
+
+def _with_judge_score(response: Response, scores: dict[str, float]) -> Response:
+    """The response with the live judge's score when it has no stored one (so the data set's
+    ``chosen_score`` / ``rejected_score`` carry the judge's ratings)."""
+    if response.score is not None:
+        return response
+    score = scores.get(response_key(response))
+    return response if score is None else replace(response, score=score)
+
+
+def _failure_record(
+    req: JudgeRequest, verdict: Judgement, i: int, j: int, round_index: int, rule: str
+) -> dict[str, Any]:
+    """What it takes to ask about a failed pair again: the request, why it failed, where from."""
+    item = req.item
+    return {
+        "round": round_index,
+        "reason": verdict.failure,
+        "acquisition": rule,
+        "prompt_id": item.prompt_id,
+        "prompt": item.prompt if isinstance(item.prompt, str) else [dict(m) for m in item.prompt],
+        "source": item.source,
+        "a": {"model": req.a.model, "text": req.a.text, "score": req.a.score, "index": i},
+        "b": {"model": req.b.model, "text": req.b.text, "score": req.b.score, "index": j},
+    }
+
+
+def _request_of_failure(pid: str, record: dict[str, Any]) -> tuple[JudgeRequest, int, int]:
+    """The request (and the two response indices) of a recorded failure."""
+    prompt = record["prompt"]
+    item = PromptItem(
+        record["prompt_id"],
+        prompt if isinstance(prompt, str) else tuple(dict(m) for m in prompt),
+        source=record.get("source", ""),
+    )
+    a, b = (Response(r["model"], r["text"], r.get("score")) for r in (record["a"], record["b"]))
+    return JudgeRequest(pid, item, a, b), int(record["a"]["index"]), int(record["b"]["index"])

@@ -18,7 +18,7 @@ from prefloop.acquisition.base import Selection
 from prefloop.bus.payloads import PayloadError, pair_from_row, pair_training_fields
 from prefloop.data.records import PreferencePair, PromptItem, Response
 from prefloop.engine.roles import RewardScores
-from prefloop.judge.base import Judgement, JudgeRequest
+from prefloop.judge.base import Judgement, JudgeRequest, JudgeUsage
 from prefloop.rpc.tensors import check_finite, optional_tensor, to_tensor
 from prefloop.v1 import common_pb2
 
@@ -175,6 +175,20 @@ def judgement_to_msg(j: Judgement) -> common_pb2.Annotation:
         msg.score_b = float(j.score_b)
     if j.rationale is not None:
         msg.rationale = j.rationale
+    if j.failure is not None:
+        msg.failure = j.failure
+    u = j.usage
+    msg.usage.CopyFrom(
+        common_pb2.JudgeUsage(
+            calls=u.calls,
+            failed_calls=u.failed_calls,
+            prompt_tokens=u.prompt_tokens,
+            completion_tokens=u.completion_tokens,
+            seconds=u.seconds,
+            cache_hits=u.cache_hits,
+            cost=u.cost,
+        )
+    )
     return msg
 
 
@@ -189,6 +203,16 @@ def judgement_from_msg(msg: common_pb2.Annotation) -> Judgement:
         tie=bool(msg.tie),
         rationale=msg.rationale if msg.HasField("rationale") else None,
         aspects=dict(msg.aspects),
+        failure=msg.failure if msg.HasField("failure") else None,
+        usage=JudgeUsage(
+            calls=msg.usage.calls,
+            failed_calls=msg.usage.failed_calls,
+            prompt_tokens=msg.usage.prompt_tokens,
+            completion_tokens=msg.usage.completion_tokens,
+            seconds=msg.usage.seconds,
+            cache_hits=msg.usage.cache_hits,
+            cost=msg.usage.cost,
+        ),
     )
 
 
@@ -203,6 +227,8 @@ def judgement_to_dict(j: Judgement) -> dict[str, Any]:
         "tie": bool(j.tie),
         "rationale": j.rationale,
         "aspects": dict(j.aspects),
+        "failure": j.failure,
+        "usage": j.usage.as_dict(),
     }
 
 
@@ -217,6 +243,8 @@ def judgement_from_dict(d: dict[str, Any]) -> Judgement:
         tie=bool(d.get("tie", False)),
         rationale=d.get("rationale"),
         aspects=dict(d.get("aspects") or {}),
+        failure=d.get("failure"),
+        usage=JudgeUsage(**(d.get("usage") or {})),
     )
 
 

@@ -12,6 +12,10 @@ that decides *what* is judged or *how*:
   pair cannot be bought twice under two ids, and an id cannot be replayed for other content.
   The judge configuration is the other half of a verdict's key (see
   :mod:`prefloop.rpc.verdict_log`): it is fixed per service, so requests do not carry it.
+- **Content** (live judges: rubric, pairwise, reward model): the verdict is a function of
+  the texts sent, which the identity check ties to the pair id, so the service judges the
+  content of the request as it is; prompts and responses need not be in the run's data
+  (``responses.source: models`` generates them during the run).
 - **Scores** (the stored-score oracle, :class:`StoredScores`): the oracle's verdict is a
   function of the two responses' stored scores, so a client that chose the scores would choose
   the verdict. The service therefore reads the scores itself from the run's data (the
@@ -23,7 +27,6 @@ that decides *what* is judged or *how*:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,7 +34,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from prefloop.data.records import PromptItem, stable_id
+from prefloop.data.records import PromptItem
 from prefloop.engine.round_engine import pair_id
 from prefloop.judge.base import JudgeRequest, response_key
 from prefloop.rpc.convert import RequestError, judge_request_from_msg
@@ -60,9 +63,13 @@ class LimitExceeded(ValueError):
 
 
 def judge_config_key(run: ActiveRun) -> str:
-    """Fingerprint of the run's judge: ``spec.judge`` and the run seed (the judge's seed)."""
-    config = json.dumps(run.spec.judge.model_dump(mode="json"), sort_keys=True)
-    return stable_id("judge-config", config, run.spec.seed)
+    """Fingerprint of the run's judge: what shapes its verdicts in ``spec.judge`` (not where or
+    how hard it runs), the judge's seed and its prompt texts
+    (:func:`~prefloop.judge.from_spec.judge_config_key`)."""
+    from prefloop.engine.build import judge_seed
+    from prefloop.judge.from_spec import judge_config_key as key_of_spec
+
+    return key_of_spec(run.spec.judge, judge_seed(run))
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
 """JudgeService: the run's judge behind gRPC, with a durable verdict log.
 
 The judge is built from the run's spec (kind, mode, tie policy, seed), exactly as in embedded
-mode. What a request may ask is decided by :mod:`prefloop.rpc.judge_intake`: size limits, a
-pair id that must be the id of the pair's content (the engine's order-free pair id), and, for
-the stored-score oracle, the scores the service reads from the run's data rather than from the
-request. Every new verdict is appended to ``<state-dir>/judge-<run>.jsonl``
+mode; a live judge (rubric, pairwise, reward model) keeps its per-request answers in
+``<state-dir>/judge-cache-<run>/`` (:mod:`prefloop.judge.cache`), so a response rated for one
+pair is not paid for again in another, even after a restart. What a request may ask is decided
+by :mod:`prefloop.rpc.judge_intake`: size limits, a pair id that must be the id of the pair's
+content (the engine's order-free pair id), and, for the stored-score oracle only, the scores the
+service reads from the run's data rather than from the request (a live judge judges the content
+sent). Every new verdict is appended to ``<state-dir>/judge-<run>.jsonl``
 (:mod:`prefloop.rpc.verdict_log`, held by this process alone) and fsynced *before* the reply is
 sent; a pair already in the log is answered from it, in the request's order of the two
 responses. So a retried call, a call to a judge restarted after a crash, or the same pair under
@@ -18,17 +21,23 @@ publish that might fail. A publish that fails makes the call UNAVAILABLE; the re
 the log and publishes the verdicts this process has not published yet (a restarted judge
 re-publishes what it answers; the ids are the same, so consumers ignore the copies). The topic is
 therefore the data plane's complete copy of every verdict, not the source of truth.
+
+A pair the live judge could not label (its retries ran out) is answered with ``failure`` set and
+is neither logged nor published: the engine records it as failed, and asking again judges it
+again. A verdict answered from the log costs nothing (its usage is zero); the tokens
+of new verdicts count in ``prefloop_judge_tokens_total``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import grpc
 
 from prefloop.bus.base import BusError
 from prefloop.engine.build import build_judge
-from prefloop.judge.base import Judge, Judgement, JudgeRequest
+from prefloop.judge.base import Judge, Judgement, JudgeRequest, JudgeUsage
 from prefloop.rpc.common import ServiceContext
 from prefloop.rpc.convert import judgement_to_msg
 from prefloop.rpc.judge_intake import (
@@ -41,6 +50,10 @@ from prefloop.rpc.judge_intake import (
 from prefloop.rpc.server import Registrar, Unavailable
 from prefloop.rpc.verdict_log import VerdictLog
 from prefloop.v1 import judge_pb2, judge_pb2_grpc
+
+REPLAYED = JudgeUsage()
+"""The usage of a verdict answered from the log: nothing paid (the engine never asks twice for
+a pair, so a replay answers a retried or re-sent call whose first answer was lost)."""
 
 
 class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
@@ -59,7 +72,9 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
         self, ctx: ServiceContext, judge: Judge | None = None, limits: JudgeLimits | None = None
     ) -> None:
         self.ctx = ctx
-        self.judge = judge or build_judge(ctx.run)
+        self.judge = judge or build_judge(
+            ctx.run, ctx.manifest_dir, ctx.state_dir / f"judge-cache-{ctx.run_name}"
+        )
         stored = (
             StoredScores.from_run(ctx.run, ctx.manifest_dir)
             if ctx.run.spec.judge.kind == "oracle"
@@ -95,16 +110,35 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
         async with self._lock:
             self.log.check_prompts(reqs)
             fresh = list({r.pair_id: r for r in reqs if r.pair_id not in self.log.records}.values())
+            failed: dict[str, Judgement] = {}
             if fresh:
                 verdicts = await asyncio.to_thread(self.judge.judge, fresh)
                 _check_verdicts(fresh, verdicts)
-                await asyncio.to_thread(self.log.append, fresh, verdicts)
-                self.ctx.metrics.annotations.inc(len(verdicts))
-            answers = [self.log.answer(r) for r in reqs]
-            await self._publish(reqs, answers, int(request.run.round))
+                done = [(r, v) for r, v in zip(fresh, verdicts, strict=True) if not v.failed]
+                failed = {v.pair_id: v for v in verdicts if v.failed}
+                await asyncio.to_thread(self.log.append, [r for r, _ in done], [v for _, v in done])
+                self.ctx.metrics.annotations.inc(len(done))
+                self.ctx.metrics.judge_tokens.inc(
+                    sum(v.usage.prompt_tokens + v.usage.completion_tokens for v in verdicts)
+                )
+            new_ids = {r.pair_id for r in fresh}
+            answers = [self._answer(r, new_ids, failed) for r in reqs]
+            labelled = [(r, a) for r, a in zip(reqs, answers, strict=True) if not a.failed]
+            await self._publish(
+                [r for r, _ in labelled], [a for _, a in labelled], int(request.run.round)
+            )
         return judge_pb2.JudgeResponse(
             annotations=[judgement_to_msg(a) for a in answers], new_calls=len(fresh)
         )
+
+    def _answer(
+        self, request: JudgeRequest, new_ids: set[str], failed: dict[str, Judgement]
+    ) -> Judgement:
+        """A request's answer: its failure, its new verdict, or its recorded one (free)."""
+        if request.pair_id in failed:
+            return failed[request.pair_id]
+        answer = self.log.answer(request)
+        return answer if request.pair_id in new_ids else replace(answer, usage=REPLAYED)
 
     async def _publish(
         self, reqs: list[JudgeRequest], answers: list[Judgement], round: int

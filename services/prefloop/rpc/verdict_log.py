@@ -9,7 +9,7 @@ is the verdict (:func:`~prefloop.rpc.convert.judgement_to_dict`) plus what keys 
   existed count as the current configuration.
 - ``a_key``: the stable id of the response that was ``a`` when it was judged. Pair ids are
   order-free, so the same pair may come back as (b, a); its recorded verdict is then turned
-  around (winner, probability and scores swapped) before it is returned.
+  around (winner, probability, scores and per-side aspects swapped) before it is returned.
 - ``prompt_key``: the stable id of the prompt's content. The pair id names the prompt by id
   only; a request that reuses a judged pair id with another prompt text is refused instead of
   being answered with the verdict for the old text.
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from prefloop.data.records import PromptItem, stable_id
-from prefloop.judge.base import Judgement, JudgeRequest, response_key
+from prefloop.judge.base import Judgement, JudgeRequest, response_key, swap_sides
 from prefloop.rpc.convert import RequestError, judgement_from_dict, judgement_to_dict
 from prefloop.rpc.server import StartupError
 
@@ -58,6 +58,7 @@ def oriented(verdict: Judgement, recorded_a: str | None, request: JudgeRequest) 
         probability_a=1.0 - verdict.probability_a,
         score_a=verdict.score_b,
         score_b=verdict.score_a,
+        aspects=swap_sides(verdict.aspects),
     )
 
 

@@ -101,7 +101,7 @@ class PairToJudge(_message.Message):
     def __init__(self, pair_id: _Optional[str] = ..., prompt: _Optional[_Union[Prompt, _Mapping]] = ..., a: _Optional[_Union[Response, _Mapping]] = ..., b: _Optional[_Union[Response, _Mapping]] = ...) -> None: ...
 
 class Annotation(_message.Message):
-    __slots__ = ("pair_id", "winner", "probability_a", "score_a", "score_b", "tie", "rationale", "aspects")
+    __slots__ = ("pair_id", "winner", "probability_a", "score_a", "score_b", "tie", "rationale", "aspects", "failure", "usage")
     class AspectsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +117,8 @@ class Annotation(_message.Message):
     TIE_FIELD_NUMBER: _ClassVar[int]
     RATIONALE_FIELD_NUMBER: _ClassVar[int]
     ASPECTS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     pair_id: str
     winner: int
     probability_a: float
@@ -125,7 +127,27 @@ class Annotation(_message.Message):
     tie: bool
     rationale: str
     aspects: _containers.ScalarMap[str, float]
-    def __init__(self, pair_id: _Optional[str] = ..., winner: _Optional[int] = ..., probability_a: _Optional[float] = ..., score_a: _Optional[float] = ..., score_b: _Optional[float] = ..., tie: _Optional[bool] = ..., rationale: _Optional[str] = ..., aspects: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    failure: str
+    usage: JudgeUsage
+    def __init__(self, pair_id: _Optional[str] = ..., winner: _Optional[int] = ..., probability_a: _Optional[float] = ..., score_a: _Optional[float] = ..., score_b: _Optional[float] = ..., tie: _Optional[bool] = ..., rationale: _Optional[str] = ..., aspects: _Optional[_Mapping[str, float]] = ..., failure: _Optional[str] = ..., usage: _Optional[_Union[JudgeUsage, _Mapping]] = ...) -> None: ...
+
+class JudgeUsage(_message.Message):
+    __slots__ = ("calls", "failed_calls", "prompt_tokens", "completion_tokens", "seconds", "cache_hits", "cost")
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_CALLS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_HITS_FIELD_NUMBER: _ClassVar[int]
+    COST_FIELD_NUMBER: _ClassVar[int]
+    calls: int
+    failed_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    cache_hits: int
+    cost: float
+    def __init__(self, calls: _Optional[int] = ..., failed_calls: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., seconds: _Optional[float] = ..., cache_hits: _Optional[int] = ..., cost: _Optional[float] = ...) -> None: ...
 
 class LabelledPair(_message.Message):
     __slots__ = ("pair_id", "run", "prompt_id", "row_json")
