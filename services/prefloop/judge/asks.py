@@ -7,8 +7,9 @@ answers every ask, in this order of preference:
 1. from the :class:`~prefloop.judge.cache.JudgementCache` (a cache hit, free);
 2. from an identical ask earlier in the same batch (two pairs sharing a response share its
    ratings; also a cache hit);
-3. by the LLM, in chunks of ``llm.chunk_size`` requests; each chunk's accepted answers are put in
-   the cache before the next chunk is sent, so a crash loses at most one chunk.
+3. by the LLM, all at once (the backend keeps ``llm.chunk_size`` in flight); accepted answers
+   are put in the cache every ``llm.chunk_size`` outcomes, as they arrive, so a crash loses at
+   most the answers of one unstored chunk and the requests in flight.
 
 Every ask belongs to the request (pair) that first needed it, and that request's
 :class:`~prefloop.judge.base.JudgeUsage` carries what its asks cost: calls, failed calls, tokens,
@@ -25,7 +26,13 @@ from typing import Any
 
 from prefloop.judge.base import JudgeUsage
 from prefloop.judge.cache import JudgementCache
-from prefloop.judge.llm_backends import Conversation, JudgeCallFailure, JudgeLLM, JudgeReply
+from prefloop.judge.llm_backends import (
+    Conversation,
+    JudgeCallFailure,
+    JudgeLLM,
+    JudgeOutcome,
+    JudgeReply,
+)
 from prefloop.judge.ratings import LabelReading, read_labels, reply_problem
 
 REPLY_CHARS = 1000
@@ -83,32 +90,37 @@ def run_asks(
     def check(reply: JudgeReply) -> str | None:
         return reply_problem(reply.text, reply.first_top_logprobs, labels)
 
-    for start in range(0, len(pending), max(1, llm.chunk_size)):
-        chunk = pending[start : start + max(1, llm.chunk_size)]
-        outcomes = llm.complete([a.conversation for a in chunk], check=check, seed=seed)
-        fresh: dict[str, dict[str, Any]] = {}
-        for ask, outcome in zip(chunk, outcomes, strict=True):
-            if isinstance(outcome, JudgeCallFailure):
-                failures[ask.key] = f"{outcome.kind}: {outcome.message}"
-                usage[ask.owner] += JudgeUsage(calls=1, failed_calls=1, seconds=outcome.seconds)
-                continue
-            reading = read_labels(outcome.text, outcome.first_top_logprobs, labels)
-            if reading is None:  # the backend accepted a reply its check refuses: a bug
-                raise RuntimeError(f"{llm.identity} returned a reply its check refuses")
-            fresh[ask.key] = {
-                "probabilities": list(reading.probabilities),
-                "source": reading.source,
-                "text": outcome.text[:REPLY_CHARS],
-            }
-            usage[ask.owner] += JudgeUsage(
-                calls=1,
-                prompt_tokens=outcome.prompt_tokens,
-                completion_tokens=outcome.completion_tokens,
-                seconds=outcome.seconds,
-                cost=llm.cost(outcome.prompt_tokens, outcome.completion_tokens),
-            )
-        cache.put_many(fresh)
-        answers.update(fresh)
+    fresh: dict[str, dict[str, Any]] = {}
+    flush_every = max(1, llm.chunk_size)
+
+    def store(index: int, outcome: JudgeOutcome) -> None:
+        ask = pending[index]
+        if isinstance(outcome, JudgeCallFailure):
+            failures[ask.key] = f"{outcome.kind}: {outcome.message}"
+            usage[ask.owner] += JudgeUsage(calls=1, failed_calls=1, seconds=outcome.seconds)
+            return
+        reading = read_labels(outcome.text, outcome.first_top_logprobs, labels)
+        if reading is None:  # the backend accepted a reply its check refuses: a bug
+            raise RuntimeError(f"{llm.identity} returned a reply its check refuses")
+        answers[ask.key] = fresh[ask.key] = {
+            "probabilities": list(reading.probabilities),
+            "source": reading.source,
+            "text": outcome.text[:REPLY_CHARS],
+        }
+        usage[ask.owner] += JudgeUsage(
+            calls=1,
+            prompt_tokens=outcome.prompt_tokens,
+            completion_tokens=outcome.completion_tokens,
+            seconds=outcome.seconds,
+            cost=llm.cost(outcome.prompt_tokens, outcome.completion_tokens),
+        )
+        if len(fresh) >= flush_every:
+            cache.put_many(dict(fresh))
+            fresh.clear()
+
+    if pending:
+        llm.complete([a.conversation for a in pending], check=check, seed=seed, on_outcome=store)
+    cache.put_many(fresh)
     for key, ask in todo.items():
         if key not in answers and key not in failures:  # pragma: no cover - defensive
             failures[key] = f"no answer for request of pair #{ask.owner}"

@@ -2,14 +2,17 @@
 
 A judge hands a backend a list of conversations and a reply check; the backend returns, per
 conversation and in order, a :class:`JudgeReply` (the text, the first generated position's top
-log-probabilities when it has them, token counts, seconds) or a :class:`JudgeCallFailure`.
-A backend never raises for one bad request and never returns a reply its check refused.
+log-probabilities when it has them, token counts, seconds) or a :class:`JudgeCallFailure`, and
+hands each outcome to ``on_outcome`` as soon as it is known (the judge stores answers while the
+rest are still in flight). A backend never raises for one bad request and never returns a reply
+its check refused.
 
 - :class:`OpenAIJudgeLLM` sends chat completions through
-  :class:`~prefloop.llm.openai_http.OpenAIChatClient` (concurrency limit, timeouts, bounded
-  retries with full jitter on 429/5xx/timeouts/closed connections/malformed bodies). The check
-  runs on every attempt, so a reply without a readable rating is retried within the same
-  budget (``endpoint.maxAttempts`` attempts, ``endpoint.retryBudgetSeconds`` seconds).
+  :class:`~prefloop.llm.openai_http.OpenAIChatClient` (timeouts, bounded retries with full
+  jitter on 429/5xx/timeouts/closed connections/malformed bodies), at most
+  ``endpoint.maxConcurrency`` requests at once over one connection pool. The check runs on every
+  attempt, so a reply without a readable rating is retried within the same budget
+  (``endpoint.maxAttempts`` attempts, ``endpoint.retryBudgetSeconds`` seconds).
 - :class:`TransformersJudgeLLM` runs a local causal LM (Hugging Face format, nothing
   downloaded): one forward pass gives the first position's log-softmax, whose top
   ``top_logprobs`` tokens play the part of the server's ``top_logprobs``; the reply text is
@@ -21,9 +24,11 @@ Both price their tokens with the endpoint's ``pricePerMillion*Tokens`` (a local 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,6 +75,8 @@ class JudgeCallFailure:
 JudgeOutcome = JudgeReply | JudgeCallFailure
 ReplyCheck = Callable[[JudgeReply], str | None]
 """Returns None to accept a reply, or why it is refused."""
+OutcomeSink = Callable[[int, JudgeOutcome], None]
+"""Called with (index of the conversation, its outcome) as each request ends."""
 
 
 class JudgeLLM(Protocol):
@@ -78,10 +85,16 @@ class JudgeLLM(Protocol):
     identity: str
     """What the model is (endpoint model name or local path): part of the judge's config key."""
     chunk_size: int
-    """Requests worth sending together; the judge persists its cache after each chunk."""
+    """Requests in flight at once; the judge stores its new answers every ``chunk_size``
+    outcomes."""
 
     def complete(
-        self, conversations: Sequence[Conversation], *, check: ReplyCheck, seed: int
+        self,
+        conversations: Sequence[Conversation],
+        *,
+        check: ReplyCheck,
+        seed: int,
+        on_outcome: OutcomeSink | None = None,
     ) -> list[JudgeOutcome]:
         """One outcome per conversation, in order; ``seed`` seeds sampled decoding."""
         ...
@@ -152,9 +165,19 @@ class OpenAIJudgeLLM:
         return f"OpenAIJudgeLLM(base_url={self.endpoint.base_url!r}, model={self.endpoint.model!r})"
 
     def complete(
-        self, conversations: Sequence[Conversation], *, check: ReplyCheck, seed: int
+        self,
+        conversations: Sequence[Conversation],
+        *,
+        check: ReplyCheck,
+        seed: int,
+        on_outcome: OutcomeSink | None = None,
     ) -> list[JudgeOutcome]:
-        """Every conversation's reply or failure; refused replies are retried by the client."""
+        """Every conversation's reply or failure; refused replies are retried by the client.
+
+        Why not one ``complete_batch`` per chunk: a chunk would wait for its slowest request and
+        open a new connection pool; here every request runs as soon as a slot is free, on one
+        pool, and its outcome is handed over as it ends.
+        """
         s = self.sampling
         requests = [
             ChatRequest(
@@ -167,11 +190,41 @@ class OpenAIJudgeLLM:
             )
             for conv in conversations
         ]
-        outcomes = self.client.complete_batch(requests, check=lambda r: check(_reply_of(r)))
-        return [
-            _reply_of(o) if isinstance(o, ChatResult) else JudgeCallFailure(o.kind, o.message)
-            for o in outcomes
-        ]
+        if not requests:
+            return []
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._complete_all(requests, check, on_outcome))
+        with ThreadPoolExecutor(1, thread_name_prefix="prefloop-judge") as pool:  # inside a loop
+            return pool.submit(
+                asyncio.run, self._complete_all(requests, check, on_outcome)
+            ).result()
+
+    async def _complete_all(
+        self, requests: list[ChatRequest], check: ReplyCheck, on_outcome: OutcomeSink | None
+    ) -> list[JudgeOutcome]:
+        gate = asyncio.Semaphore(self.endpoint.max_concurrency)
+        session = self.client.open_session()
+
+        async def one(index: int, request: ChatRequest) -> JudgeOutcome:
+            async with gate:
+                (raw,) = await self.client.complete_many(
+                    [request], check=lambda r: check(_reply_of(r)), session=session
+                )
+            outcome: JudgeOutcome = (
+                _reply_of(raw)
+                if isinstance(raw, ChatResult)
+                else JudgeCallFailure(raw.kind, raw.message, raw.seconds)
+            )
+            if on_outcome is not None:
+                on_outcome(index, outcome)
+            return outcome
+
+        try:
+            return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+        finally:
+            await session.close()
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """Tokens times the endpoint's prices."""
@@ -210,12 +263,21 @@ class TransformersJudgeLLM:
         return self._lm
 
     def complete(
-        self, conversations: Sequence[Conversation], *, check: ReplyCheck, seed: int
+        self,
+        conversations: Sequence[Conversation],
+        *,
+        check: ReplyCheck,
+        seed: int,
+        on_outcome: OutcomeSink | None = None,
     ) -> list[JudgeOutcome]:
         """Every conversation's reply, or ``invalid_reply`` when the check refuses it."""
         out: list[JudgeOutcome] = []
         for start in range(0, len(conversations), self.batch_size):
-            out.extend(self._batch(conversations[start : start + self.batch_size], check, seed))
+            batch = self._batch(conversations[start : start + self.batch_size], check, seed)
+            for k, outcome in enumerate(batch):
+                if on_outcome is not None:
+                    on_outcome(start + k, outcome)
+            out.extend(batch)
         return out
 
     def _batch(
