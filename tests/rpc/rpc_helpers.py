@@ -218,13 +218,15 @@ def judge_log_lines(base: Path) -> list[dict[str, Any]]:
 
 class KillOnCall:
     """Wraps a role method: before call number ``at`` it SIGKILLs the service and restarts it,
-    so that call meets a dead server and must be retried against the restarted one."""
+    so that call meets a dead server and must wait for (or retry against) the restarted one.
+    ``met_dead_service``: nothing listened on the port when that call started."""
 
     def __init__(self, role: Any, method: str, proc: ServiceProcess, at: int) -> None:
         self.inner = getattr(role, method)
         self.proc = proc
         self.at = at
         self.calls = 0
+        self.met_dead_service = False
         setattr(role, method, self)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -232,6 +234,10 @@ class KillOnCall:
         if self.calls == self.at:
             self.proc.kill()
             self.proc.start()
+            try:  # a freshly started Python process cannot listen within milliseconds
+                socket.create_connection(("127.0.0.1", self.proc.port), timeout=0.2).close()
+            except OSError:
+                self.met_dead_service = True
         return self.inner(*args, **kwargs)
 
 

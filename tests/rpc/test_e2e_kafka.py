@@ -81,12 +81,9 @@ def test_kafka_run_survives_trainer_and_reward_sigkill(
             killers.append(KillOnCall(roles.trainer, "train", procs["trainer"], at=3))
             killers.append(KillOnCall(roles.reward, "score", procs["reward"], at=4))
 
-        connected = run_connected(
-            procs, reference.cache_dir, tmp_path / "svc", wrap, kafka=kafka_bootstrap
-        )
+        run_connected(procs, reference.cache_dir, tmp_path / "svc", wrap, kafka=kafka_bootstrap)
         assert procs["trainer"].starts == 2 and procs["reward"].starts == 2
     assert all(k.calls >= k.at for k in killers)
-    assert connected.roles.trainer.caller.retries >= 1  # type: ignore[attr-defined]
-    assert connected.roles.reward.caller.retries >= 1  # type: ignore[attr-defined]
+    assert all(k.met_dead_service for k in killers)  # yet every call succeeded
     assert dataset_file(tmp_path / "svc").read_text() == reference.dataset
     assert_judged_once(tmp_path, kafka_bootstrap, reference.rows)

@@ -46,9 +46,9 @@ def test_judge_sigkill_mid_run_changes_nothing(
     def wrap(roles: Any) -> None:
         killers.append(KillOnCall(roles.judge, "judge", services["judge"], at=3))
 
-    connected = run_connected(services, reference.cache_dir, tmp_path / "svc", wrap)
+    run_connected(services, reference.cache_dir, tmp_path / "svc", wrap)
     assert services["judge"].starts == 2 and killers[0].calls >= 3
-    assert connected.judge.caller.retries >= 1
+    assert killers[0].met_dead_service  # and the call still succeeded (wait_for_ready)
     assert dataset_file(tmp_path / "svc").read_text() == reference.dataset
     verdicts = judge_log_lines(tmp_path)
     pair_ids = [v["pair_id"] for v in verdicts]
@@ -63,9 +63,9 @@ def test_trainer_sigkill_mid_run_changes_nothing(
     def wrap(roles: Any) -> None:
         killers.append(KillOnCall(roles.trainer, "train", services["trainer"], at=3))
 
-    connected = run_connected(services, reference.cache_dir, tmp_path / "svc", wrap)
+    run_connected(services, reference.cache_dir, tmp_path / "svc", wrap)
     assert services["trainer"].starts == 2 and killers[0].calls >= 3
-    assert connected.roles.trainer.caller.retries >= 1
+    assert killers[0].met_dead_service  # and the call still succeeded (wait_for_ready)
     assert dataset_file(tmp_path / "svc").read_text() == reference.dataset
     verdicts = judge_log_lines(tmp_path)
     assert len(verdicts) == len({v["pair_id"] for v in verdicts}) == reference.rows
