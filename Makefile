@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test lint typecheck unit bench clean protos image image-cuda
+.PHONY: setup run test test-long test-soak lint typecheck unit bench clean protos image image-cuda
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -39,8 +39,16 @@ typecheck: setup
 unit: setup
 	$(VENV)/bin/pytest -q
 
-## Lint, type-check and the whole test suite.
+## Lint, type-check and the default test suite (what CI runs).
 test: lint typecheck unit
+
+## Restart and recovery scenarios of minutes each (marker `long`), not in the default suite.
+test-long: setup
+	$(VENV)/bin/pytest -q -m long
+
+## 100 concurrent clients against all five services for up to 2 minutes (marker `soak`).
+test-soak: setup
+	$(VENV)/bin/pytest -q -s -m soak
 
 ## Reduced label-efficiency + speed benches (< 10 min on 2 cores); full commands: docs/benchmarks.md
 bench: $(STAMP)

@@ -69,6 +69,7 @@ class KillRestartLater:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_a_role_back_only_a_minute_after_a_kill_changes_nothing(
     reference: Any, tmp_path: Path
 ) -> None:
@@ -101,6 +102,7 @@ def test_a_role_back_only_a_minute_after_a_kill_changes_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_broker_restart_mid_run_loses_nothing_with_durable_storage(
     reference: Any, tmp_path: Path
 ) -> None:

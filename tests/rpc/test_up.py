@@ -21,7 +21,7 @@ from prefloop.data.run_dataset import dataset_file
 from prefloop.engine.runner import execute
 from prefloop.rpc.clients import ROLE_NAMES, connect_roles, parse_connect
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
 def child_pids(pid: int) -> set[int]:
