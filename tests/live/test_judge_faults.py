@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 import pytest
-from fake_openai import FakeOpenAIServer, Fault, last_user_text
+from fake_openai import FakeOpenAIServer, FakeReply, Fault, last_user_text
 from live_judge_helpers import judge_reply
 
 from prefloop.data.records import PromptItem, Response
@@ -130,3 +130,16 @@ def test_the_api_key_is_sent_but_never_shown(
     ]
     assert all(SECRET not in text for text in shown)
     assert "JUDGE_KEY" in config.model_dump_json()  # where the key is, not what it is
+
+
+def test_log_probabilities_above_zero_are_garbage_and_fail_the_pair() -> None:
+    def garbage_for_b(body: dict[str, Any], index: int) -> FakeReply:
+        if "bad answer" in last_user_text(body):
+            return FakeReply("4", top_logprobs=({"4": 2.0, "5": 0.5},))
+        return judge_reply(body, index)
+
+    with FakeOpenAIServer(garbage_for_b) as server:
+        llm = OpenAIJudgeLLM(endpoint(server, max_attempts=2), JudgeSampling())
+        (verdict,) = RubricJudge(llm=llm, config_key="k").judge([request()])
+        assert server.request_count == 4 + 4 * 2
+    assert verdict.failed and "garbage first-token log-probabilities" in (verdict.failure or "")
