@@ -14,6 +14,7 @@ from live_judge_helpers import (
     PROMPTS,
     CountingJudge,
     expected_rating,
+    judge_endpoint,
     judge_reply,
     live_manifest,
     live_servers,
@@ -125,3 +126,24 @@ def test_failed_pairs_are_recorded_not_labelled_and_retried_on_resume(tmp_path: 
     assert loaded is not None and loaded[0].judge_failures == {}
     assert loaded[0].annotations_used == len(PROMPTS)
     assert "pairs the judge failed on: 0" in (run_dir / "summary.md").read_text()
+
+
+def test_prompts_only_run_with_the_pairwise_judge(tmp_path: Path) -> None:
+    judge = CountingJudge()
+    with live_servers(judge) as (pool, judge_server):
+        endpoint = judge_endpoint(judge_server.base_url)
+        manifest = live_manifest(
+            tmp_path,
+            pool.base_url,
+            judge_server.base_url,
+            prompts=2,
+            judge={"kind": "pairwise", "tiePolicy": "random", "llm": {"endpoint": endpoint}},
+            output={"dir": str(tmp_path / "run"), "ties": "include"},
+        )
+        assert main(["run", str(manifest)]) == 0
+    rows = read_dataset(dataset_file(tmp_path / "run"))
+    assert len(rows) == 2 and judge.total == len(judge.completed) == 2 * 2  # both orders
+    for row in rows:
+        assert row["judge"] == "pairwise" and "both orders" in row["rationale"]
+        assert row["chosen_score"] is None  # no per-response scores
+        assert row["tie"] or row["probability_chosen"] > 0.5
