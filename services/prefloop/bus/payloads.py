@@ -67,9 +67,17 @@ def completion_value(round: int, item: PromptItem) -> dict[str, Any]:
         "prompt": item.prompt if isinstance(item.prompt, str) else [dict(m) for m in item.prompt],
         "source": item.source,
         "responses": [
-            {"model": r.model, "text": r.text, "score": finite_or_none(r.score)}
+            {
+                "model": r.model,
+                "text": r.text,
+                "score": finite_or_none(r.score),
+                "prompt_tokens": r.prompt_tokens,
+                "completion_tokens": r.completion_tokens,
+                "principle": r.principle,
+            }
             for r in item.responses
         ],
+        "generation_failures": list(item.generation_failures),
     }
 
 
@@ -83,13 +91,34 @@ def item_from_completion(value: dict[str, Any]) -> PromptItem:
             raise PayloadError(f"completions record: responses[{i}] needs model and text")
         if not isinstance(r.get("text"), str):
             raise PayloadError(f"completions record: responses[{i}].text must be a string")
-        out.append(Response(r["model"], r["text"], r.get("score")))
+        out.append(
+            Response(
+                r["model"],
+                r["text"],
+                r.get("score"),
+                prompt_tokens=_optional(r, "prompt_tokens", int, i),
+                completion_tokens=_optional(r, "completion_tokens", int, i),
+                principle=_optional(r, "principle", str, i),
+            )
+        )
+    failures = value.get("generation_failures", [])
+    if not isinstance(failures, list) or not all(isinstance(m, str) for m in failures):
+        raise PayloadError("completions record: generation_failures must be a list of names")
     return PromptItem(
         prompt_id=str(_field(value, "prompt_id", "completions", str)),
         prompt=prompt if isinstance(prompt, str) else tuple(dict(m) for m in prompt),
         responses=tuple(out),
         source=str(value.get("source", "")),
+        generation_failures=tuple(failures),
     )
+
+
+def _optional(r: dict[str, Any], key: str, kind: type, i: int) -> Any:
+    """An optional typed field of a completions record's response (absent in older records)."""
+    value = r.get(key)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise PayloadError(f"completions record: responses[{i}].{key} must be {kind.__name__}")
+    return value
 
 
 # -- scores -----------------------------------------------------------------------------------

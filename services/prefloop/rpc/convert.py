@@ -29,16 +29,29 @@ class RequestError(ValueError):
 
 # -- prompts and responses ----
 def response_to_msg(r: Response) -> common_pb2.Response:
-    """A response message; an unknown score stays unset (not 0)."""
+    """A response message; an unknown score, token count or principle stays unset (not 0)."""
     msg = common_pb2.Response(model=r.model, text=r.text)
     if r.score is not None:
         msg.score = float(r.score)
+    if r.prompt_tokens is not None:
+        msg.prompt_tokens = r.prompt_tokens
+    if r.completion_tokens is not None:
+        msg.completion_tokens = r.completion_tokens
+    if r.principle is not None:
+        msg.principle = r.principle
     return msg
 
 
 def response_from_msg(msg: common_pb2.Response) -> Response:
     """The record of a response message."""
-    return Response(msg.model, msg.text, msg.score if msg.HasField("score") else None)
+    return Response(
+        msg.model,
+        msg.text,
+        msg.score if msg.HasField("score") else None,
+        prompt_tokens=msg.prompt_tokens if msg.HasField("prompt_tokens") else None,
+        completion_tokens=msg.completion_tokens if msg.HasField("completion_tokens") else None,
+        principle=msg.principle if msg.HasField("principle") else None,
+    )
 
 
 def item_to_msg(item: PromptItem) -> common_pb2.Prompt:
@@ -51,6 +64,7 @@ def item_to_msg(item: PromptItem) -> common_pb2.Prompt:
             common_pb2.ChatMessage(role=m["role"], content=m["content"]) for m in item.prompt
         )
     msg.responses.extend(response_to_msg(r) for r in item.responses)
+    msg.generation_failures.extend(item.generation_failures)
     return msg
 
 
@@ -66,7 +80,11 @@ def item_from_msg(msg: common_pb2.Prompt, field: str) -> PromptItem:
     else:
         prompt = msg.text
     return PromptItem(
-        msg.prompt_id, prompt, tuple(response_from_msg(r) for r in msg.responses), msg.source
+        msg.prompt_id,
+        prompt,
+        tuple(response_from_msg(r) for r in msg.responses),
+        msg.source,
+        generation_failures=tuple(msg.generation_failures),
     )
 
 

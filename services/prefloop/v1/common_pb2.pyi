@@ -23,28 +23,36 @@ class ChatMessage(_message.Message):
     def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
 
 class Response(_message.Message):
-    __slots__ = ("model", "text", "score")
+    __slots__ = ("model", "text", "score", "prompt_tokens", "completion_tokens", "principle")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPLE_FIELD_NUMBER: _ClassVar[int]
     model: str
     text: str
     score: float
-    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+    prompt_tokens: int
+    completion_tokens: int
+    principle: str
+    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., score: _Optional[float] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., principle: _Optional[str] = ...) -> None: ...
 
 class Prompt(_message.Message):
-    __slots__ = ("prompt_id", "text", "messages", "source", "responses")
+    __slots__ = ("prompt_id", "text", "messages", "source", "responses", "generation_failures")
     PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FAILURES_FIELD_NUMBER: _ClassVar[int]
     prompt_id: str
     text: str
     messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
     source: str
     responses: _containers.RepeatedCompositeFieldContainer[Response]
-    def __init__(self, prompt_id: _Optional[str] = ..., text: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., source: _Optional[str] = ..., responses: _Optional[_Iterable[_Union[Response, _Mapping]]] = ...) -> None: ...
+    generation_failures: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, prompt_id: _Optional[str] = ..., text: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., source: _Optional[str] = ..., responses: _Optional[_Iterable[_Union[Response, _Mapping]]] = ..., generation_failures: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Tensor(_message.Message):
     __slots__ = ("shape", "dtype", "data")
