@@ -14,25 +14,17 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, SecretStr, model_validator
+
+from prefloop.spec_base import SpecModel
 
 
 class ApiKeyError(RuntimeError):
     """The configured API key cannot be read (unset variable, unreadable or empty file)."""
 
 
-class HttpEndpointConfig(BaseModel):
+class HttpEndpointConfig(SpecModel):
     """An OpenAI-compatible `/v1/chat/completions` endpoint (a vLLM or TGI server, a hosted API)."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        validate_default=True,
-        use_attribute_docstrings=True,
-        frozen=True,
-    )
 
     base_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] = "http://127.0.0.1:8000/v1"
     """The API root; requests go to `<baseUrl>/chat/completions` (e.g. `http://vllm:8000/v1`)."""
@@ -57,7 +49,7 @@ class HttpEndpointConfig(BaseModel):
     below it (full jitter). A longer `Retry-After` from the server is honoured."""
     backoff_max_seconds: Annotated[float, Field(gt=0.0)] = 30.0
     """Largest pause cap between two attempts."""
-    extra_body: dict[str, Any] = {}
+    extra_body: dict[str, Any] = {}  # noqa: RUF012 (pydantic copies it per instance)
     """Extra fields merged into every request body, e.g. vLLM's
     `chat_template_kwargs: {enable_thinking: false}`."""
     price_per_million_input_tokens: Annotated[float, Field(ge=0.0)] = 0.0
