@@ -109,7 +109,12 @@ def test_service_mode_equals_embedded_with_live_backends(tmp_path: Path) -> None
     verdicts = (base / "state" / "judge" / "judge-live.jsonl").read_text().splitlines()
     assert len(verdicts) == len(embedded.splitlines())
     assert list((base / "state" / "judge" / "judge-cache-live").glob("shard-*.jsonl"))
-    metrics = [json.loads(x) for x in (base / "svc" / "metrics.jsonl").read_text().splitlines()]
+    metrics, alone = (
+        [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+        for d in (base / "svc", tmp_path / "embedded")
+    )
+    for name in ("judge_calls", "judge_cache_hits", "judge_cost", "generation_cost", "cost_total"):
+        assert [m[name] for m in metrics] == [m[name] for m in alone], name
     tokens = sum(m["judge_prompt_tokens"] + m["judge_completion_tokens"] for m in metrics)
     assert tokens > 0 and sum(m["judge_calls"] for m in metrics) == paid_services
     (line,) = [
