@@ -19,10 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from live.tiny_lm import CHAT_TEMPLATE, toy_tokenizer
+from _tiny_llama import save_tiny_causal_lm
 from prefloop.data.records import PromptItem
 from prefloop.generation.base import Generated, GenerationFailure, PoolGenerator, Sampling
 from prefloop.generation.vllm_backend import VLLMEngineOptions, VLLMModel
+
+TEXTS = ["hello world how are you today", "the quick brown fox jumps over the lazy dog"] * 4
 
 
 def _why_skipped() -> str | None:
@@ -39,25 +41,8 @@ pytestmark = pytest.mark.skipif(_why_skipped() is not None, reason=_why_skipped(
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A 2-layer random Llama (head_dim 64, which vLLM's attention kernels support)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = toy_tokenizer()
-    tokenizer.chat_template = CHAT_TEMPLATE
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        bos_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
     path = Path(tmp_path_factory.mktemp("tiny-llama"))
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    save_tiny_causal_lm(path, TEXTS, head_dim=64)  # vLLM's CPU attention needs head_dim 64
     return str(path)
 
 

@@ -17,14 +17,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
-from tiny_lm import CHAT_TEMPLATE, toy_tokenizer
 
+from _tiny_llama import save_tiny_causal_lm
 from prefloop.data.records import PromptItem
 from prefloop.generation.base import PoolGenerator, Sampling
 from prefloop.generation.openai_backend import OpenAIModel
 from prefloop.llm import ChatRequest, ChatResult, HttpEndpointConfig, OpenAIChatClient
 
+TEXTS = ["hello world how are you today", "the quick brown fox jumps over the lazy dog"] * 4
 VLLM_PYTHON = os.environ.get("PREFLOOP_VLLM_PYTHON", "")
 pytestmark = pytest.mark.skipif(
     not VLLM_PYTHON,
@@ -41,25 +41,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``vllm serve`` on a 2-layer random Llama (head_dim 64), on loopback; yields the base URL."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tokenizer = toy_tokenizer()
-    tokenizer.chat_template = CHAT_TEMPLATE
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.eos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
     path = Path(tmp_path_factory.mktemp("tiny-llama-serve"))
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    save_tiny_causal_lm(path, TEXTS, head_dim=64)  # vLLM's CPU attention needs head_dim 64
     port = _free_port()
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1", PYTHONPATH="")
     log = (path / "server.log").open("w")
