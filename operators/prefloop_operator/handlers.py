@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any, cast
 
 import kopf
@@ -128,9 +129,12 @@ def reconcile(body: kopf.Body, memo: kopf.Memo, logger: Logger, *, permanent_err
     """One pass over one ActiveRun (see the module doc); one at a time per object."""
     lock = memo.setdefault("reconcile_lock", threading.Lock())
     with lock:
+        started = time.monotonic()
         try:
             meta = body["metadata"]
             _reconcile(Kube(), meta["namespace"], meta["name"], memo, permanent_errors)
+            took = time.monotonic() - started
+            LOG.debug(f"[{meta['namespace']}/{meta['name']}] reconciled in {took:.3f}s")
         except ApiException as exc:
             if exc.status in (409, 422, 429) or (exc.status or 500) >= 500:
                 raise kopf.TemporaryError(

@@ -551,8 +551,9 @@ class OutputSpec(_Model):
     keep_checkpoints: Annotated[int, Field(ge=1)] = 2
     """How many round checkpoints to keep."""
     uri: Annotated[str, Field(pattern=r"^(s3|gs|gcs|file)://.+")] | None = None
-    """Where the finished dataset is copied (fsspec: `s3://bucket/prefix`, `gs://...`,
-    `file:///path`); null: it stays in the run directory (on `spec.storage` in a cluster)."""
+    """Cluster mode: where the driver copies the finished dataset (fsspec: `s3://bucket/prefix`,
+    `gs://...`, `file:///path`); null: it stays in the run directory (on `spec.storage`).
+    `prefloop run` on a laptop leaves it in the run directory either way."""
     credentials_secret: SecretRef | None = None
     """Cluster mode: a Secret whose keys become the driver's environment (e.g.
     `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`) and files under

@@ -125,23 +125,19 @@ class Cluster:
         """(API group, resource[/subresource], RBAC verb) of every request the emulator served
         to a client whose User-Agent starts with one of ``agent_prefixes``."""
         out = set()
-        for r in list(self.emulator):
-            agent = r.headers.get("User-Agent", "")
-            if (
-                r.resource is None
-                or r.resource.plural is None
-                or not agent.startswith(agent_prefixes)
-            ):
+        for call in list(self.emulator.calls):
+            resource = call.resource
+            if resource is None or resource.plural is None:
                 continue  # discovery (/api, /apis/GROUP/VERSION) needs no RBAC rule
-            resource = r.resource.plural + (f"/{r.subresource}" if r.subresource else "")
-            out.add((r.resource.group or "", resource, _rbac_verb(r)))
+            if call.agent.startswith(agent_prefixes):
+                plural = resource.plural + (f"/{call.subresource}" if call.subresource else "")
+                out.add((resource.group or "", plural, _rbac_verb(call.method, call.action)))
         return out
 
 
-def _rbac_verb(request: Any) -> str:
+def _rbac_verb(method: str, action: str) -> str:
     """The RBAC verb of a request: get/list/watch/create/patch/update/delete."""
-    method = str(request.method).lower().removeprefix("method.")
-    action = str(request.action).lower()
+    method, action = method.lower().removeprefix("method."), action.lower()
     if method == "get":
         return "watch" if "watch" in action else ("get" if "fetch" in action else "list")
     return {"post": "create", "put": "update", "patch": "patch", "delete": "delete"}[method]
@@ -161,7 +157,7 @@ current-context: kmock
 
 
 def eventually(
-    cond: Callable[[], Any], timeout: float = 60.0, step: float = 0.2, what: str = ""
+    cond: Callable[[], Any], timeout: float = 120.0, step: float = 0.2, what: str = ""
 ) -> Any:
     """Poll ``cond`` until it returns something truthy; its last value, or AssertionError."""
     deadline = time.monotonic() + timeout

@@ -23,12 +23,23 @@ import copy
 import datetime
 import re
 import uuid
+from typing import Any, ClassVar, NamedTuple
 
 import aiohttp.web
 import kmock
 from kmock._internal import (
     enums,
 )  # action/method enums (also exported as kmock.action / kmock.method)
+
+
+class Call(NamedTuple):
+    """prefloop: one request the emulator served."""
+
+    agent: str
+    method: str
+    action: str
+    resource: Any
+    subresource: str | None
 
 
 def _parse_selector(sel: str):
@@ -78,6 +89,16 @@ def _rv(obj: dict) -> int:
 
 class StampingEmulator(kmock.KubernetesEmulator):
     _last_rv: int = 0
+    KEEP_REQUESTS = 64
+    """prefloop: kmock matches every request against its whole request log, so serving gets
+    slower with every request (a long operator test made it 0.3 s per call). Only the newest
+    requests are kept in the log; :attr:`calls` keeps a compact record of all of them."""
+    _calls: ClassVar[dict[int, list[Call]]] = {}
+
+    @property
+    def calls(self) -> list[Call]:
+        """prefloop: (User-Agent, method, action, resource, subresource) of every request."""
+        return self._calls.setdefault(id(self), [])
 
     def _next_rv(self) -> str:
         type(self)._last_rv += 1
@@ -141,6 +162,16 @@ class StampingEmulator(kmock.KubernetesEmulator):
             and not response.prepared
         ):
             response.set_status(201)
+        self.calls.append(
+            Call(
+                request.headers.get("User-Agent", ""),
+                str(request.method),
+                str(request.action),
+                request.resource,
+                request.subresource,
+            )
+        )
+        del self._requests[: -self.KEEP_REQUESTS]
         return response
 
     async def _serve_replace(self, request):

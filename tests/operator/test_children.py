@@ -68,7 +68,7 @@ def test_every_child_is_owned_and_labelled() -> None:
 
 def test_gpu_roles_get_gpus_node_pool_and_tolerations() -> None:
     run = gpu_run()
-    for role in ("reward", "trainer"):
+    for role in ("generation",):  # the vLLM pool
         pod = pod_of(ch.role_deployment(run, role, OWNER, DEFAULTS, 1))
         (container,) = pod["containers"]
         assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
@@ -79,7 +79,7 @@ def test_gpu_roles_get_gpus_node_pool_and_tolerations() -> None:
         ]
         assert pod["runtimeClassName"] == "nvidia"
         assert ch.uses_gpu(getattr(run.spec.roles, role))
-    for role in ("generation", "acquisition", "judge"):
+    for role in ("reward", "acquisition", "judge", "trainer"):
         pod = pod_of(ch.role_deployment(run, role, OWNER, DEFAULTS, 1))
         (container,) = pod["containers"]
         assert "nvidia.com/gpu" not in container["resources"]["limits"]
@@ -209,8 +209,8 @@ def test_without_storage_the_run_uses_an_emptydir() -> None:
 
 @pytest.mark.parametrize(
     ("suspended", "finished", "expect"),
-    [(False, False, {"reward": 1, "judge": 1}), (True, False, {"reward": 0, "judge": 1}),
-     (False, True, {"reward": 0, "judge": 0})],
+    [(False, False, {"generation": 1, "judge": 1}), (True, False, {"generation": 0, "judge": 1}),
+     (False, True, {"generation": 0, "judge": 0})],
 )  # fmt: skip
 def test_suspend_releases_only_gpu_roles_and_the_end_releases_all(
     suspended: bool, finished: bool, expect: dict[str, int]
@@ -222,9 +222,9 @@ def test_suspend_releases_only_gpu_roles_and_the_end_releases_all(
 
 def test_spec_hash_changes_with_what_the_operator_wants() -> None:
     run = gpu_run()
-    one = ch.with_spec_hash(ch.role_deployment(run, "reward", OWNER, DEFAULTS, 1))
-    same = ch.with_spec_hash(ch.role_deployment(run, "reward", OWNER, DEFAULTS, 1))
-    zero = ch.with_spec_hash(ch.role_deployment(run, "reward", OWNER, DEFAULTS, 0))
+    one = ch.with_spec_hash(ch.role_deployment(run, "generation", OWNER, DEFAULTS, 1))
+    same = ch.with_spec_hash(ch.role_deployment(run, "generation", OWNER, DEFAULTS, 1))
+    zero = ch.with_spec_hash(ch.role_deployment(run, "generation", OWNER, DEFAULTS, 0))
     key = ch.SPEC_HASH
     assert one["metadata"]["annotations"][key] == same["metadata"]["annotations"][key]
     assert one["metadata"]["annotations"][key] != zero["metadata"]["annotations"][key]

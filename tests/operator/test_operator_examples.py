@@ -19,7 +19,13 @@ from cluster import NS, Cluster, OperatorProcess, eventually
 from prefloop.spec_cluster import SERVICE_ROLES
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
-GPU_ROLES = {"reward", "trainer"}
+GPU_ROLES = {  # the roles of examples/cluster-gpu.yaml that ask for a GPU
+    role
+    for role, spec in yaml.safe_load((EXAMPLES[0].parent / "cluster-gpu.yaml").read_text())["spec"][
+        "roles"
+    ].items()
+    if "nvidia.com/gpu" in spec.get("resources", {}).get("limits", {})
+}
 
 
 def free_port() -> int:
