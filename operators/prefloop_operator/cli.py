@@ -64,6 +64,8 @@ def run_operator(args: argparse.Namespace) -> int:
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)  # the admin client's chatter
+    if not args.verbose:  # "Timer 'on_timer' succeeded" per run every few seconds; our own
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # log says what happened
     namespaces = list(args.namespaces)
     os.environ["PREFLOOP_OPERATOR_NAMESPACES"] = ",".join(namespaces)
     priority = args.priority if args.priority is not None else random.randint(1, 2**31 - 1)
