@@ -67,3 +67,9 @@ def test_human_labels_by_score_give_the_oracle_rows(
     human_rows = [{k: v for k, v in r.items() if k not in drop} for r in human.rows]
     assert human_rows == oracle_rows
     assert {r["judge"] for r in human.rows} == {"human"}
+    # the judge's own round numbers (votes, agreement, position) land in the round metrics
+    last = human.state.metrics[-1]
+    assert last["human_pairs_asked"] == last["human_pairs_labelled"] == last["pairs_judged"]
+    assert last["human_votes"] == last["human_pairs_labelled"]
+    assert "human_agreement_kappa" in last and "human_left_share" in last
+    assert "human_agreement_kappa" not in oracle.state.metrics[-1]

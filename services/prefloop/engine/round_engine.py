@@ -302,6 +302,7 @@ class RoundEngine:
         metrics.update(judge_usage(self._round_verdicts))
         metrics.update(generation_cost(self.run, items))
         metrics.update(add_totals(state.usage_totals, metrics))
+        metrics.update(_judge_round_metrics(self.roles.judge))
         metrics["judge_failures"] = sum(v.failed for v in self._round_verdicts)
         metrics["judge_failures_pending"] = len(state.judge_failures)
         metrics["annotations_this_round"] = state.annotations_used - annotations_before
@@ -586,3 +587,16 @@ def _request_of_failure(pid: str, record: dict[str, Any]) -> tuple[JudgeRequest,
     )
     a, b = (Response(r["model"], r["text"], r.get("score")) for r in (record["a"], record["b"]))
     return JudgeRequest(pid, item, a, b), int(record["a"]["index"]), int(record["b"]["index"])
+
+
+def _judge_round_metrics(judge: object) -> dict[str, Any]:
+    """Round metrics a judge reports about itself (the human judge: votes, carried and dropped
+    pairs, Cohen's/Fleiss' kappa, left-position share), whether it is the role or wrapped in one.
+
+    Why: agreement between annotators belongs beside the round's other numbers in metrics.csv.
+    """
+    for candidate in (judge, getattr(judge, "inner", None)):
+        reported = getattr(candidate, "last_round_metrics", None)
+        if isinstance(reported, dict):
+            return dict(reported)
+    return {}
