@@ -6,7 +6,8 @@ pod's container as a local subprocess: the command and args as written by the op
 ``fieldRef`` to the pod name resolved), and its volume mounts mapped to local directories:
 a PersistentVolumeClaim to the directory the test gives for that claim (plus ``subPath``), a
 ConfigMap to a directory holding its keys as files, an emptyDir to a fresh directory. Paths in
-the args, env and working directory are rewritten from mount paths to those directories.
+the args, env and working directory are rewritten from mount paths to those directories, and
+the metrics port to a free one (a pod has its own network namespace; this host does not).
 
 It writes back what the Job controller would: ``active``/``ready``/``startTime`` when the pod
 runs; on exit, the Job's ``podFailurePolicy`` decides (``FailJob``, ``Ignore`` or count against
@@ -31,6 +32,7 @@ from typing import Any
 
 from cluster import NS, Cluster
 
+from prefloop.bus.tansu import free_port
 from prefloop_operator.progress import now_rfc3339
 
 
@@ -204,6 +206,8 @@ class FakeKubelet:
         cmd = [*container.get("command", []), *container.get("args", [])]
         if cmd[0] == "prefloop":
             cmd = [sys.executable, "-m", "prefloop.cli", *cmd[1:]]
+        if "--metrics-port" in cmd:  # a pod has its own network namespace; this host does not
+            cmd[cmd.index("--metrics-port") + 1] = str(free_port())
         env = {**os.environ, **self.env}
         for var in container.get("env", []):
             if "value" in var:
