@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -219,3 +222,49 @@ def test_verdicts_of_another_judge_configuration_are_not_reused(
     finally:
         other.close()
     assert len(judge.log_lines()) == 1  # kept in the file
+
+
+class _GatedJudge:
+    """A judge role that holds its answer until the test opens the gate (a slow LLM judge)."""
+
+    def __init__(self, inner: LocalJudge) -> None:
+        self.inner, self.name = inner, inner.name
+        self.gate, self.entered = threading.Event(), threading.Event()
+
+    def judge(self, requests: list[Any]) -> list[Any]:
+        self.entered.set()
+        assert self.gate.wait(30), "the test never opened the gate"
+        return self.inner.judge(requests)
+
+
+def test_a_caller_that_gives_up_mid_judgement_does_not_make_it_paid_twice(
+    tmp_path: Path,
+) -> None:
+    run = quickstart_run(tmp_path / "cache")
+    metrics = ServiceMetrics()
+    ctx = context(run, tmp_path, metrics)
+    counter = LocalJudge(build_judge(run))
+    gated = _GatedJudge(counter)
+    servicer = judge_service.JudgeServicer(ctx, judge=gated)  # type: ignore[arg-type]
+    srv = InProcessServer([judge_service.register(servicer)], metrics, ServerConfig())
+    try:
+        with grpc.insecure_channel(srv.address) as ch:
+            stub = judge_pb2_grpc.JudgeServiceStub(ch)
+            pair = scored_pair(1)
+            request = judge_pb2.JudgeRequest(run=RUN, pairs=[pair])
+            with pytest.raises(grpc.RpcError) as gone:
+                stub.Judge(request, timeout=1.0)  # the client gives up while the judge works
+            assert gone.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert gated.entered.is_set()
+            gated.gate.set()  # the judgement the run paid for arrives after the caller left
+            deadline = time.monotonic() + 30
+            log = ctx.state_dir / "judge-quickstart.jsonl"
+            while time.monotonic() < deadline and not (log.exists() and log.read_text()):
+                time.sleep(0.05)
+            again = stub.Judge(request, timeout=30)  # the retry is answered from the log
+    finally:
+        srv.stop()
+        servicer.close()
+    assert again.new_calls == 0
+    assert counter.calls == 1
+    assert len(log.read_text().splitlines()) == 1

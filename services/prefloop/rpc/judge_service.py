@@ -31,7 +31,9 @@ of new verdicts count in ``prefloop_judge_tokens_total``.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import replace
+from typing import Any
 
 import grpc
 
@@ -50,6 +52,8 @@ from prefloop.rpc.judge_intake import (
 from prefloop.rpc.server import Registrar, Unavailable
 from prefloop.rpc.verdict_log import VerdictLog
 from prefloop.v1 import judge_pb2, judge_pb2_grpc
+
+logger = logging.getLogger(__name__)
 
 REPLAYED = JudgeUsage()
 """The usage of a verdict answered from the log: nothing paid (the engine never asks twice for
@@ -107,6 +111,26 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
             reqs = self.intake.decode(request.pairs)
         except LimitExceeded as exc:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"LimitExceeded: {exc}")
+        # The judging and its record run in a task of their own, shielded from the RPC: a client
+        # that disconnects or times out mid-call cancels only the wait, never the record, so a
+        # pair the judge was paid for is logged and answered from the log when asked again.
+        task = asyncio.ensure_future(self._judge_and_record(reqs, int(request.run.round)))
+        try:
+            answers, fresh = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_log_task_failure)
+            raise
+        return judge_pb2.JudgeResponse(
+            annotations=[judgement_to_msg(a) for a in answers], new_calls=len(fresh)
+        )
+
+    async def _judge_and_record(
+        self, reqs: list[JudgeRequest], round_index: int
+    ) -> tuple[list[Judgement], list[JudgeRequest]]:
+        """Judge the pairs not in the log, record the verdicts (fsynced), publish, answer all.
+
+        Why: one critical section under the lock, so two calls never judge one pair twice.
+        """
         async with self._lock:
             self.log.check_prompts(reqs)
             fresh = list({r.pair_id: r for r in reqs if r.pair_id not in self.log.records}.values())
@@ -124,12 +148,8 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
             new_ids = {r.pair_id for r in fresh}
             answers = [self._answer(r, new_ids, failed) for r in reqs]
             labelled = [(r, a) for r, a in zip(reqs, answers, strict=True) if not a.failed]
-            await self._publish(
-                [r for r, _ in labelled], [a for _, a in labelled], int(request.run.round)
-            )
-        return judge_pb2.JudgeResponse(
-            annotations=[judgement_to_msg(a) for a in answers], new_calls=len(fresh)
-        )
+            await self._publish([r for r, _ in labelled], [a for _, a in labelled], round_index)
+            return answers, fresh
 
     def _answer(
         self, request: JudgeRequest, new_ids: set[str], failed: dict[str, Judgement]
@@ -175,3 +195,9 @@ def register(servicer: JudgeServicer) -> Registrar:
         return str(judge_pb2.DESCRIPTOR.services_by_name["JudgeService"].full_name)
 
     return add
+
+
+def _log_task_failure(task: asyncio.Future[Any]) -> None:
+    """Log the error of a judging task whose caller went away (nobody else would see it)."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("judging task failed: %s", task.exception())
