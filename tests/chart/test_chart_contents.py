@@ -79,7 +79,7 @@ def operator_needs() -> dict[tuple[str, str], set[str]]:
     assert methods == set(verb_of), "the operator's client changed: update the chart's Role"
     needs = {}
     for kind, (prefix, plural) in kube.KINDS.items():
-        if kind == "ActiveRun":  # cluster-wide, in the ClusterRole
+        if kind in ("ActiveRun", "KopfPeering"):  # granted cluster-wide, in the ClusterRole
             continue
         group = "" if prefix == "/api/v1" else prefix.split("/")[2]
         needs[(group, plural)] = set(verb_of.values())
