@@ -33,7 +33,10 @@ from prefloop.spec import parse_activerun
 from prefloop.spec_cluster import SERVICE_ROLES
 from prefloop_operator.topics import existing_run_topics
 
-pytestmark = pytest.mark.slow
+# In `make test-long`: in one full-suite CI run every driver pod exited at once with an empty
+# log (1,365 restarts, round 1 never reached) while the test passes alone in ~100 s; until that
+# interaction is understood it stays out of the default suite.
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "e2e"
