@@ -433,54 +433,67 @@ def lazy(module: str, name: str) -> Callable[..., Any]:
     return call
 
 
+def elsewhere(help: str, module: str, handler: str, register: str) -> Command:
+    """A command whose handler and subparser live in ``module``, both imported on first use."""
+    return Command(help, lazy(module, handler), register=lazy(module, register))
+
+
 COMMANDS: dict[str, Command] = {
     "run": Command("run an ActiveRun manifest (embedded, or over services)", _run, _run_arguments),
     "serve": Command("run one role of a run as a gRPC service", _serve, _serve_arguments),
-    "up": Command(
+    "up": elsewhere(
         "start the five role services of a run (and a broker) until Ctrl-C",
-        lazy("prefloop.rpc.up", "run_up"),
-        register=lazy("prefloop.rpc.up", "add_up_parser"),
+        "prefloop.rpc.up",
+        "run_up",
+        "add_up_parser",
     ),
-    "broker": Command(
+    "broker": elsewhere(
         "run a local Kafka broker with durable storage (development)",
-        lazy("prefloop.bus.broker", "run_broker"),
-        register=lazy("prefloop.bus.broker", "add_broker_parser"),
+        "prefloop.bus.broker",
+        "run_broker",
+        "add_broker_parser",
     ),
     "validate": Command(
         "check a manifest and its data; print it with defaults", _validate, _validate_arguments
     ),
     "status": Command("report a run directory's progress", _status, _status_arguments),
     "methods": Command("list the acquisition rules", _methods, _output_format_argument),
-    "export": Command(
+    "export": elsewhere(
         "rebuild a run's dataset from its Kafka annotations topic",
-        lazy("prefloop.bus.export", "run_export"),
-        register=lazy("prefloop.bus.export", "add_export_parser"),
+        "prefloop.bus.export",
+        "run_export",
+        "add_export_parser",
     ),
     "crd": Command("print the ActiveRun CRD generated from the spec", _crd),
-    "bench": Command(
+    "bench": elsewhere(
         "label-efficiency and speed benchmarks",
-        lazy("prefloop.bench.cli", "run_bench"),
-        register=lazy("prefloop.bench.cli", "add_bench_parser"),
+        "prefloop.bench.cli",
+        "run_bench",
+        "add_bench_parser",
     ),
-    "train": Command(
+    "train": elsewhere(
         "train a model on a run's dataset: dpo (DPO/IPO/SimPO) or reward-model (TRL)",
-        lazy("prefloop.posttrain.cli", "run_train"),
-        register=lazy("prefloop.posttrain.cli", "add_train_parser"),
+        "prefloop.posttrain.cli",
+        "run_train",
+        "add_train_parser",
     ),
-    "judge-ui": Command(
+    "judge-ui": elsewhere(
         "run a judge.kind: human run with its labelling page (extra: human)",
-        lazy("prefloop.judge.human.server", "run_judge_ui"),
-        register=lazy("prefloop.judge.human.server", "add_judge_ui_parser"),
+        "prefloop.judge.human.server",
+        "run_judge_ui",
+        "add_judge_ui_parser",
     ),
-    "operator": Command(
+    "operator": elsewhere(
         "run the Kubernetes operator that reconciles ActiveRuns (extra: operator)",
-        lazy("prefloop_operator.cli", "run_operator"),
-        register=lazy("prefloop_operator.cli", "add_operator_parser"),
+        "prefloop_operator.cli",
+        "run_operator",
+        "add_operator_parser",
     ),
-    "driver": Command(
+    "driver": elsewhere(
         "run a cluster run's rounds, as the operator's driver Job does",
-        lazy("prefloop_operator.cli", "run_driver"),
-        register=lazy("prefloop_operator.cli", "add_driver_parser"),
+        "prefloop_operator.cli",
+        "run_driver",
+        "add_driver_parser",
     ),
 }
 """Every subcommand, in ``--help`` order; a new one is one entry here."""
