@@ -385,12 +385,20 @@ def _validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", type=Path, help="ActiveRun YAML file")
     _overrides_argument(p)
     _output_format_argument(p)
+    p.add_argument(
+        "--for",
+        dest="mode",
+        choices=("run", "judge-ui", "services"),
+        default="run",
+        help="the command that will run it: run (embedded, default), judge-ui (a human judge's "
+        "page; checks the annotators' tokens) or services (prefloop run --connect)",
+    )
 
 
 def _validate(args: argparse.Namespace) -> int:
     from prefloop.cli_info import validate_command
 
-    return validate_command(args.manifest, args.overrides, args.output_format)
+    return validate_command(args.manifest, args.overrides, args.output_format, args.mode)
 
 
 def _status_arguments(p: argparse.ArgumentParser) -> None:

@@ -40,16 +40,22 @@ from prefloop.judge.base import (
 )
 from prefloop.judge.human.agreement import CATEGORIES, agreement
 from prefloop.judge.human.queue import LabelQueue
-from prefloop.spec import resolve_path
+from prefloop.spec import ActiveRun, SpecError, resolve_path
 from prefloop.spec_human import HumanJudgeSpec
 
 HUMAN_LABELS_DIR = "human-labels"
 """Where an embedded run keeps the people's votes (beside ``judge-cache``)."""
 ROUNDS_FILE = "rounds.jsonl"
 NO_PAGE = (
-    "judge.kind: human needs the labelling page: run `prefloop judge-ui RUN.yaml --port P` "
-    "(docs/human-judge.md) instead of `prefloop run`"
+    "spec.judge.kind: human needs people and a page to label on, which `prefloop run` alone "
+    "does not serve: run `prefloop judge-ui RUN.yaml --port P` (embedded, the page in the same "
+    "process), or serve the judge with `prefloop serve judge RUN.yaml --port P --ui-port U` and "
+    "drive it with `prefloop run RUN.yaml --connect judge=HOST:P,...` (service mode); "
+    "docs/human-judge.md"
 )
+RUN_MODES = ("run", "judge-ui", "services")
+"""What ``prefloop validate --for`` checks a manifest for: embedded ``prefloop run``, ``prefloop
+judge-ui``, or a driver of role services (``prefloop run --connect``)."""
 
 
 class HumanJudge:
@@ -196,6 +202,37 @@ def check_tokens(tokens: dict[str, str], leads: list[str], annotators_per_pair: 
     unknown = sorted(set(leads) - set(tokens))
     if unknown:
         raise ValueError(f"judge.human.leads {', '.join(unknown)} have no token")
+
+
+def check_human_run(run: ActiveRun, mode: str, manifest_dir: Path | None) -> None:
+    """Refuse, before anything is written, a human-judged run started where nobody can label.
+
+    Why: embedded ``prefloop run`` has no page, so a human-judged run would fail only at its
+    first round, after building its models. ``mode`` is one of :data:`RUN_MODES`; for
+    ``judge-ui`` the annotators' tokens are checked too (the page needs them), while a driver of
+    services needs none (the judge service holds them). Other judges pass in every mode.
+
+    Raises:
+        SpecError: ``mode`` is ``run`` (:data:`NO_PAGE`), or the tokens cannot work.
+    """
+    if mode not in RUN_MODES:
+        raise ValueError(f"mode must be one of {', '.join(RUN_MODES)}, got {mode!r}")
+    judge = run.spec.judge
+    if judge.kind != "human":
+        return
+    if mode == "run":
+        raise SpecError(
+            f"{NO_PAGE}. `prefloop validate --for judge-ui` (or `--for services`) checks such a "
+            "manifest."
+        )
+    if mode == "judge-ui":
+        spec = judge.human or HumanJudgeSpec()
+        try:
+            check_tokens(
+                load_tokens(spec, manifest_dir), list(spec.leads), spec.annotators_per_pair
+            )
+        except ValueError as e:
+            raise SpecError(f"spec.{e}" if str(e).startswith("judge.") else str(e)) from None
 
 
 def load_tokens(spec: HumanJudgeSpec, manifest_dir: Path | None) -> dict[str, str]:
