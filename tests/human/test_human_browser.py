@@ -54,13 +54,18 @@ def browser(tmp_path: Path) -> Iterator[object]:
         driver.quit()
 
 
-def _requested_urls(driver: object) -> list[str]:
-    urls = []
+def _network(driver: object) -> tuple[list[str], dict[str, set[int]]]:
+    """URLs the page requested, and the statuses answered per URL (the log drains on read)."""
+    urls: list[str] = []
+    statuses: dict[str, set[int]] = {}
     for entry in driver.get_log("performance"):  # type: ignore[attr-defined]
         message = json.loads(entry["message"])["message"]
         if message["method"] == "Network.requestWillBeSent":
             urls.append(message["params"]["request"]["url"])
-    return urls
+        elif message["method"] == "Network.responseReceived":
+            response = message["params"]["response"]
+            statuses.setdefault(response["url"], set()).add(int(response["status"]))
+    return urls, statuses
 
 
 def test_label_a_round_in_the_browser(
@@ -173,7 +178,11 @@ def test_label_a_round_in_the_browser(
             live.thread.join(0.05)
     result = live.finish()
 
-    assert not any("/pwned" in u for u in _requested_urls(d)), "the onerror handler ran"
+    urls, statuses = _network(d)
+    assert not any("/pwned" in u for u in urls), "the onerror handler ran"
+    # the stylesheets and the script load, on the sign-in form too (no token needed for them)
+    for asset in ("/static/style.css", "/static-gen/highlight.css", "/static/app.js"):
+        assert statuses.get(f"{url}{asset}") == {200}, (asset, statuses.get(f"{url}{asset}"))
     rounds = [
         json.loads(line)
         for line in (tmp_path / "run" / "human-labels" / "rounds.jsonl").read_text().splitlines()
