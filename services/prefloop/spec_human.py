@@ -12,7 +12,7 @@ the rest of the spec; it imports nothing heavy.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -45,3 +45,13 @@ class HumanJudgeSpec(SpecModel):
         if len(set(self.leads)) != len(self.leads):
             raise ValueError(f"leads must be distinct, got {self.leads}")
         return self
+
+
+def carries_timed_out_pairs(run: Any) -> bool:
+    """Whether ``run`` (an ActiveRun) asks a timed-out round's pairs again in its next round.
+
+    Why: only people are waited for with a timeout; with ``onTimeout: carry`` the round engine
+    puts the pairs still short of votes in front of the next round's (docs/human-judge.md).
+    """
+    judge = run.spec.judge
+    return judge.kind == "human" and (judge.human or HumanJudgeSpec()).on_timeout == "carry"

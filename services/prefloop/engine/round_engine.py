@@ -69,12 +69,22 @@ from prefloop.engine.selection import (
 from prefloop.generation.base import generation_metrics
 from prefloop.judge.base import Judgement, JudgeRequest, response_key
 from prefloop.spec import ActiveRun
+from prefloop.spec_human import carries_timed_out_pairs
 
 log = logging.getLogger("prefloop.engine")
 
 STEPS = ("generation", "reward", "acquisition", "judge", "training")
 WARMUP_RULE = "random"
 """The rule of the BGPM head's warm-up round (the reference's seed set is random pairs)."""
+
+
+@dataclass
+class _Retry:
+    """Recorded failures asked again: their requests, response indices and failure records."""
+
+    requests: list[JudgeRequest] = field(default_factory=list)
+    indices: dict[str, tuple[int, int]] = field(default_factory=dict)
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class ResumeError(RuntimeError):
@@ -246,7 +256,13 @@ class RoundEngine:
             acquisition_seed=derive_seed(spec.seed, r, "acquisition"),
             truncation_seed=derive_seed(spec.seed, r, "truncation"),
         )
+        carried = self._carried_requests(state)
         left = self.remaining(state)
+        left = replace(
+            left,
+            annotations=left.annotations - len(carried.requests),
+            pairs=left.pairs - len(carried.requests),
+        )
         sel, distinct = select_distinct(
             self.roles.acquisition, round_rule, items, batch, scores, left
         )
@@ -261,7 +277,7 @@ class RoundEngine:
         timings["acquisition"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        pairs = [*self._carried, *self._label(state, items, sel, rule)]
+        pairs = [*self._carried, *self._label(state, items, sel, rule, carried)]
         self._carried = []
         timings["judge"] = time.perf_counter() - t
         if self.publisher is not None:
@@ -334,13 +350,33 @@ class RoundEngine:
         """DeltaQwen's own labels are identity labels; any other rule's are pseudo-labels."""
         return "identity" if rule.name == "delta_qwen" else "pseudo"
 
+    def _carried_requests(self, state: RunState) -> _Retry:
+        """The failed pairs a human judge with ``onTimeout: carry`` is asked again this round.
+
+        Why: people who missed a round's timeout label its pairs in the next round of the same
+        running process (with the round's new pairs, one wait), not only on ``--resume``; any
+        other judge's failures wait for ``--resume`` (a failing API would fail again now). The
+        pairs are taken within the budget, which they reserve before the rule selects.
+        """
+        if not carries_timed_out_pairs(self.run) or not state.judge_failures:
+            return _Retry()
+        left = self.remaining(state)
+        return self._failed_requests(state, max(0, min(left.annotations, left.pairs)))
+
     def _label(
-        self, state: RunState, items: list[PromptItem], sel: Selection, rule: RuleInfo
+        self,
+        state: RunState,
+        items: list[PromptItem],
+        sel: Selection,
+        rule: RuleInfo,
+        carried: _Retry | None = None,
     ) -> list[PreferencePair]:
-        """Ask the judge about new pairs (never twice), apply self-labels, build the pairs."""
+        """Ask the judge about new pairs (never twice) and the ``carried`` ones in one call,
+        apply self-labels, build the pairs (carried ones first)."""
         name = self.run.metadata.name
-        requests: list[JudgeRequest] = []
-        requested: dict[str, tuple[int, int]] = {}
+        carried = carried or _Retry()
+        requests: list[JudgeRequest] = list(carried.requests)
+        requested: dict[str, tuple[int, int]] = dict(carried.indices)
         planned: list[tuple[int, int, int, int, str]] = []
         for row in range(sel.size):
             item = items[int(sel.prompt_index[row])]
@@ -351,8 +387,9 @@ class RoundEngine:
                 requested[pid] = (i, j)
                 requests.append(JudgeRequest(pid, item, item.responses[i], item.responses[j]))
         self._round_verdicts = self._ask_judge(state, requests, requested, rule.name)
-        pairs = []
-        seen: set[str] = set()
+        n = len(carried.requests)
+        pairs = self._retried_pairs(state, carried, self._round_verdicts[:n])
+        seen: set[str] = set(carried.indices)  # a carried pair selected again is built once
         source: LabelSource
         for p_idx, i, j, pseudo, pid in planned:
             if pid in seen:
@@ -444,20 +481,32 @@ class RoundEngine:
         recorded as failed. Their calls count in the run's cost totals.
         """
         left = self.remaining(state)
-        records = list(state.judge_failures.items())[: max(0, min(left.annotations, left.pairs))]
-        requests, indices, items = [], {}, {}
-        for pid, record in records:
-            request, i, j = _request_of_failure(pid, record)
-            requests.append(request)
-            indices[pid] = (i, j)
-            items[pid] = record
-        verdicts = self._ask_judge(state, requests, indices, rule_name="")
+        retry = self._failed_requests(state, max(0, min(left.annotations, left.pairs)))
+        verdicts = self._ask_judge(state, retry.requests, retry.indices, rule_name="")
         add_totals(state.usage_totals, judge_usage(verdicts))
+        return self._retried_pairs(state, retry, verdicts)
+
+    @staticmethod
+    def _failed_requests(state: RunState, limit: int) -> _Retry:
+        """The first ``limit`` recorded failures as requests, with their indices and records."""
+        retry = _Retry()
+        for pid, record in list(state.judge_failures.items())[:limit]:
+            request, i, j = _request_of_failure(pid, record)
+            retry.requests.append(request)
+            retry.indices[pid] = (i, j)
+            retry.records[pid] = record
+        return retry
+
+    def _retried_pairs(
+        self, state: RunState, retry: _Retry, verdicts: list[Judgement]
+    ) -> list[PreferencePair]:
+        """The labelled pairs of failures asked again (in this round's number); failed ones
+        stay recorded."""
         pairs = []
-        for request, verdict in zip(requests, verdicts, strict=True):
+        for request, verdict in zip(retry.requests, verdicts, strict=True):
             if verdict.failed:
                 continue
-            i, j = indices[request.pair_id]
+            i, j = retry.indices[request.pair_id]
             jd = state.judged[request.pair_id]
             a_wins = jd["winner_key"] == response_key(request.a)
             chosen, rejected = (request.a, request.b) if a_wins else (request.b, request.a)
@@ -473,7 +522,7 @@ class RoundEngine:
                     rejected=_with_judge_score(rejected, jd.get("scores", {})),
                     chosen_index=i if a_wins else j,
                     rejected_index=j if a_wins else i,
-                    acquisition=items[request.pair_id]["acquisition"],
+                    acquisition=retry.records[request.pair_id]["acquisition"],
                     judge=self.roles.judge.name,
                     probability_chosen=prob_a if a_wins else 1.0 - prob_a,
                     tie=bool(jd["tie"]),

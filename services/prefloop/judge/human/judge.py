@@ -11,8 +11,9 @@ majority, is a tie whose winner is the first response in canonical order (respon
 other judges' ``tiePolicy: first``. ``probability_a`` is the share of votes for A (ties count
 half). When the round times out, pairs still short of votes come back as failed judgements
 (never labelled by anything else): the engine spends no budget on them and records them as
-failed; ``onTimeout: carry`` keeps them in the queue (first in line) and their votes are taken
-when the engine asks again on ``--resume``; ``drop`` removes them for good.
+failed; ``onTimeout: carry`` keeps them in the queue (first in line, shown only to people who
+have not labelled them) and the engine asks for them again with its next round's pairs (and on
+``--resume``), so their votes are taken then; ``drop`` removes them for good.
 
 Each round's agreement (Cohen's kappa for two votes per pair, Fleiss' for more), the share of
 votes for the left side (position bias) and the counts are appended to
@@ -92,12 +93,12 @@ class HumanJudge:
             raise JudgeError(NO_PAGE)
         q = self.queue
         pids = [r.pair_id for r in requests]
-        batch = q.ask(requests)
-        deadline = (
+        deadline = (  # taken before the pairs are shown: the round's timeout is fixed now
             None
             if self.round_timeout_seconds is None
             else time.monotonic() + self.round_timeout_seconds
         )
+        batch = q.ask(requests)
 
         def done() -> bool:
             return all(q.decided(pid) or q.dropped(pid) for pid in pids)
@@ -119,7 +120,7 @@ class HumanJudge:
         if q.dropped(req.pair_id):
             return failed_judgement(req.pair_id, "human: dropped when its round timed out")
         if not q.decided(req.pair_id):
-            action = "dropped" if self.on_timeout == "drop" else "carried (asked again on --resume)"
+            action = "dropped" if self.on_timeout == "drop" else "carried to the next round"
             return failed_judgement(
                 req.pair_id, f"human: round timed out before the votes; {action}"
             )

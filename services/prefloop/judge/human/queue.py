@@ -75,6 +75,8 @@ class LabelQueue:
         self.changed = threading.Condition()
         self.pairs: dict[str, QueuedPair] = {}
         self.batch = 0
+        self.asked: list[str] = []
+        """The pair ids of the open batch, carried ones included (what progress counts)."""
         self._logged: dict[str, dict[str, Vote]] = {}
         self._dropped: set[str] = set()
         self._undo: dict[str, list[str]] = {}
@@ -134,6 +136,7 @@ class LabelQueue:
         """Queue ``requests`` as a new batch (votes already logged for them count); its number."""
         with self.changed:
             self.batch += 1
+            self.asked = list(dict.fromkeys(r.pair_id for r in requests))
             self._undo = {}
             for req in requests:
                 known = self.pairs.get(req.pair_id)
@@ -238,9 +241,9 @@ class LabelQueue:
             return None
 
     def progress(self, annotator: str) -> dict[str, int]:
-        """This batch's pairs asked and decided, and what ``annotator`` labelled in it."""
+        """This batch's pairs asked (carried ones too) and decided, and what ``annotator``
+        labelled in it."""
         with self.changed:
-            batch = [p for p in self.pairs.values() if p.batch == self.batch]
             mine = sum(
                 1
                 for p in self.pairs.values()
@@ -248,8 +251,8 @@ class LabelQueue:
             )
             return {
                 "batch": self.batch,
-                "asked": len(batch),
-                "decided": sum(self.decided(p.request.pair_id) for p in batch),
+                "asked": len(self.asked),
+                "decided": sum(self.decided(pid) for pid in self.asked),
                 "open": len(self.open_pairs()),
                 "mine": mine,
                 "decided_total": sum(
