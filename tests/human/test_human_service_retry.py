@@ -54,9 +54,9 @@ def test_a_retry_joins_the_waiting_judgement(
     )
 
     async def two_calls() -> list[Any]:
-        first = asyncio.ensure_future(servicer.Judge(msg, None))  # type: ignore[arg-type]
+        first = asyncio.ensure_future(servicer.Judge(msg, None))
         await asyncio.sleep(0.2)  # the first call waits for people; its client retries
-        return list(await asyncio.gather(first, servicer.Judge(msg, None)))  # type: ignore[arg-type]
+        return list(await asyncio.gather(first, servicer.Judge(msg, None)))
 
     start = time.monotonic()
     replies = asyncio.run(two_calls())
