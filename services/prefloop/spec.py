@@ -411,7 +411,8 @@ class JudgeSpec(_Model):
     response on UltraFeedback's four aspects (1-5, the expected rating from first-token
     log-probabilities), the higher mean wins. `pairwise`: an LLM compares the two responses,
     asked in both orders. `reward_model`: a local reward model scores each response. `human`:
-    people label the pairs on a web page (`prefloop judge-ui`; docs/human-judge.md)."""
+    people label the pairs on a web page (`prefloop judge-ui`, or `prefloop serve judge
+    --ui-port`; docs/human-judge.md)."""
     mode: Literal["deterministic", "bradley_terry"] = "deterministic"
     """`oracle`, `rubric`, `reward_model`: `deterministic`: the higher score wins;
     `bradley_terry`: the label is sampled with P(a > b) = sigmoid((T(s_a) - T(s_b)) /
