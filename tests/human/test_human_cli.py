@@ -49,3 +49,20 @@ def test_validate_refuses_it_for_run_and_accepts_it_for_judge_ui(
     bad = ["--set", f"spec.judge.human.tokensFile={no_tokens}"]
     assert main(["validate", str(human_manifest), "--for", "judge-ui", *bad]) == 2
     assert f"judge.human.tokensFile {no_tokens}" in capsys.readouterr().err
+
+
+def test_serve_judge_needs_the_ui_port_and_working_tokens(
+    human_manifest: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = ["--state-dir", str(tmp_path / "state"), "--port", "0"]
+    with pytest.raises(SystemExit) as no_ui:
+        main(["serve", "judge", str(human_manifest), *state])
+    assert no_ui.value.code == 2
+    assert "--ui-port" in capsys.readouterr().err
+
+    bad = ["--set", f"spec.judge.human.tokensFile={tmp_path / 'none.yaml'}", "--ui-port", "0"]
+    with pytest.raises(SystemExit) as no_tokens:
+        main(["serve", "judge", str(human_manifest), *state, *bad])
+    assert no_tokens.value.code == 2
+    err = capsys.readouterr().err
+    assert "prefloop serve judge: error: judge.human.tokensFile" in err and "Traceback" not in err

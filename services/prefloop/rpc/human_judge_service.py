@@ -120,7 +120,7 @@ def human_judge_service(
     """The judge service of a human-judged run and its labelling page, started on the UI port.
 
     Raises:
-        StartupError: no ``--ui-port``, or the page cannot bind it.
+        StartupError: no ``--ui-port``, tokens that cannot work, or a UI port in use.
     """
     if ui_port is None:
         raise StartupError(
@@ -129,7 +129,12 @@ def human_judge_service(
         )
     from prefloop.engine.build import build_judge
 
-    judge = build_judge(ctx.run, ctx.manifest_dir, ctx.state_dir / f"judge-cache-{ctx.run_name}")
+    try:  # the tokens are read here, where the people sign in
+        judge = build_judge(
+            ctx.run, ctx.manifest_dir, ctx.state_dir / f"judge-cache-{ctx.run_name}"
+        )
+    except ValueError as e:
+        raise StartupError(str(e)) from None
     assert isinstance(judge, HumanJudge)
     servicer = HumanJudgeServicer(ctx, judge)
     try:
