@@ -66,3 +66,21 @@ def test_serve_judge_needs_the_ui_port_and_working_tokens(
     assert no_tokens.value.code == 2
     err = capsys.readouterr().err
     assert "prefloop serve judge: error: judge.human.tokensFile" in err and "Traceback" not in err
+
+
+def test_up_starts_the_judge_service_with_its_page(human_manifest: Path, tmp_path: Path) -> None:
+    import argparse
+
+    from prefloop.rpc.up import add_up_parser, serve_command
+    from prefloop.spec import load_activerun
+
+    parser = argparse.ArgumentParser()
+    add_up_parser(parser.add_subparsers())
+    args = parser.parse_args(["up", str(human_manifest), "--ui-port", "8090"])
+    run = load_activerun(human_manifest)
+    judge = serve_command("judge", args, 7004, tmp_path, None, None, run=run)
+    assert judge[judge.index("--ui-port") + 1] == "8090"
+    assert judge[judge.index("--ui-host") + 1] == "127.0.0.1"
+    assert "--ui-port" not in serve_command("trainer", args, 7005, tmp_path, None, None, run=run)
+    oracle = load_activerun(human_manifest, ["spec.judge.kind=oracle", "spec.judge.human=null"])
+    assert "--ui-port" not in serve_command("judge", args, 7004, tmp_path, None, None, run=oracle)
