@@ -104,9 +104,8 @@ def test_label_a_round_in_the_browser(
             d.refresh()  # type: ignore[attr-defined]
         raise AssertionError("no pair shown")
 
-    body = d.find_element(By.TAG_NAME, "body")  # type: ignore[attr-defined]
     seen: list[str] = []
-    first = wait_for_pair()
+    first = wait_for_pair()  # may reload the page: elements are looked up after it
     # the untrusted response is shown as text, never run
     if "alert(1)" in d.page_source:  # type: ignore[attr-defined]
         text = d.find_element(By.CLASS_NAME, "sides").text  # type: ignore[attr-defined]
@@ -116,7 +115,7 @@ def test_label_a_round_in_the_browser(
         d.switch_to.alert.text  # type: ignore[attr-defined]  # noqa: B018
     d.save_screenshot(str(repo_root / "docs" / "img" / "human-judge.png"))  # type: ignore[attr-defined]
 
-    body.send_keys("1")
+    d.find_element(By.TAG_NAME, "body").send_keys("1")  # type: ignore[attr-defined]
     seen.append(first)
     second = wait_for_pair()
     assert second != first

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _human_run import LiveRun, human_judge_spec, live_run, manifest, write_pool
+from _human_run import LiveRun, choice_by_score, human_judge_spec, live_run, manifest, write_pool
 
 ALICE, BOB = "alice-secret-token", "bob-secret-token"
 
@@ -23,7 +23,7 @@ class Person:
         self.client = httpx.Client(
             base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30
         )
-        self.by_text = {text: s for (_, text), s in scores.items()}
+        self.scores = scores
 
     def next_pair(self) -> dict[str, str] | None:
         return self.client.get("/api/next").json()["pair"]
@@ -38,8 +38,7 @@ class Person:
         raise AssertionError("no pair shown")
 
     def label(self, pair: dict[str, str]) -> None:
-        left, right = self.by_text[pair["left_text"]], self.by_text[pair["right_text"]]
-        choice = "tie" if left == right else pair["left_choice" if left > right else "right_choice"]
+        choice = choice_by_score(pair, self.scores)
         csrf = self.client.get("/api/next").json()["csrf"]
         r = self.client.post(
             "/api/label", data={"pair_id": pair["pair_id"], "choice": choice, "csrf": csrf}

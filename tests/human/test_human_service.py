@@ -20,7 +20,14 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from _human_run import human_judge_spec, manifest, write_pool
+from _human_run import (
+    choice_by_score,
+    human_judge_spec,
+    manifest,
+    oracle_result,
+    rows_without_judge,
+    write_pool,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 
@@ -71,15 +78,7 @@ def test_service_mode_person_by_score_gives_the_oracle_rows(
 ) -> None:
     pool = tmp_path / "pool.jsonl"
     scores = write_pool(repo_root, pool)
-    by_text = {text: s for (_, text), s in scores.items()}
-    oracle_manifest = manifest(
-        tmp_path, pool, human_feature_cache, {"kind": "oracle", "mode": "deterministic"}, "svc"
-    )
-    oracle = execute(
-        load_activerun(oracle_manifest),
-        output=str(tmp_path / "oracle"),
-        console=Console(quiet=True),
-    )
+    oracle = oracle_result(tmp_path, pool, human_feature_cache, "svc")
     path = manifest(tmp_path, pool, human_feature_cache, human_judge_spec(tokens_file), "svc")
     run = load_activerun(path)
 
@@ -127,10 +126,7 @@ def test_service_mode_person_by_score_gives_the_oracle_rows(
             if first_wait:  # outlive the engine's 2 s deadline: its retries must join the wait
                 time.sleep(3.0)
                 first_wait = False
-            left, right = by_text[pair["left_text"]], by_text[pair["right_text"]]
-            choice = (
-                "tie" if left == right else pair["left_choice" if left > right else "right_choice"]
-            )
+            choice = choice_by_score(pair, scores)
             r = ui.post(
                 "/api/label",
                 data={"pair_id": pair["pair_id"], "choice": choice, "csrf": nxt["csrf"]},
@@ -151,10 +147,7 @@ def test_service_mode_person_by_score_gives_the_oracle_rows(
         proc.wait(30)
 
     human = results[0]
-    drop = {"judge", "rationale"}
-    assert [{k: v for k, v in r.items() if k not in drop} for r in human.rows] == [
-        {k: v for k, v in r.items() if k not in drop} for r in oracle.rows
-    ]
+    assert rows_without_judge(human) == rows_without_judge(oracle)
     assert len(labelled) == len(human.rows) == 4
     assert roles.judge.caller.retries >= 1  # the deadline did expire
     assert progress["batch"] == human.state.round == 2  # each round asked the people once
