@@ -466,8 +466,8 @@ class RoundEngine:
         failed = [v for v in verdicts if v.failed]
         if failed:
             log.warning(
-                "judge: %d of %d pair(s) failed and are not labelled (asked again on --resume); "
-                "first: %s",
+                "judge: %d of %d pair(s) failed and are not labelled (asked again on --resume, "
+                "or in the next round by a human judge that carries them); first: %s",
                 len(failed),
                 len(verdicts),
                 failed[0].failure,
