@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from _human_run import LiveRun, choice_by_score, human_judge_spec, live_run, manifest, write_pool
 
 ALICE, BOB = "alice-secret-token", "bob-secret-token"
@@ -117,3 +118,36 @@ def test_timed_out_pair_is_carried_into_the_next_round_or_dropped(
         assert len(result.rows) == result.state.annotations_used == 3
     # only people labelled: every row's judge is the human judge
     assert {r["judge"] for r in result.rows} == {"human"}
+
+
+def test_carried_pairs_that_fill_the_budget_leave_a_batch_rule_nothing_to_select(
+    repo_root: Path, tmp_path: Path, tokens_file: Path, human_feature_cache: Path
+) -> None:
+    pool = tmp_path / "pool.jsonl"
+    scores = write_pool(repo_root, pool)
+    spec = human_judge_spec(tokens_file, roundTimeoutSeconds=2.0, onTimeout="carry")
+    path = manifest(tmp_path, pool, human_feature_cache, spec)
+    doc = yaml.safe_load(path.read_text())
+    doc["spec"]["acquisition"] = {"method": "ae_dpo"}  # a batch rule: it takes max_pairs >= 1
+    doc["spec"]["budget"] = {"maxAnnotations": 2}
+    path.write_text(yaml.safe_dump(doc))
+    live = live_run(path, tmp_path / "run").start()
+    alice = Person(live.url, ALICE, scores)
+    alice.wait_pair(live)  # round 0 shows its two pairs; nobody labels them: both carried
+    live.judge.round_timeout_seconds = None
+    while alice.batch() < 2:
+        assert live.thread is not None and live.thread.is_alive(), live.error
+        time.sleep(0.05)
+    while live.thread is not None and live.thread.is_alive():
+        if (pair := alice.next_pair()) is not None:
+            alice.label(pair)
+        else:
+            live.thread.join(0.05)
+    result = live.finish()
+
+    round0, round1 = result.state.metrics
+    assert round0["judge_failures"] == 2 and round0["pairs_judged"] == 0
+    # round 1: the carried pairs take the whole budget; the rule's new pair is cut to fit
+    assert round1["pairs_judged"] == 2 and round1["budget_truncated"] == 1
+    assert len(result.rows) == result.state.annotations_used == 2
+    assert {r["round"] for r in result.rows} == {1}

@@ -263,8 +263,11 @@ class RoundEngine:
             annotations=left.annotations - len(carried.requests),
             pairs=left.pairs - len(carried.requests),
         )
+        # carried pairs may have reserved all that is left: the rule still selects (a batch
+        # rule needs max_pairs >= 1) and the cut below keeps what the budget affords
+        at_least_one = replace(left, annotations=max(1, left.annotations), pairs=max(1, left.pairs))
         sel, distinct = select_distinct(
-            self.roles.acquisition, round_rule, items, batch, scores, left
+            self.roles.acquisition, round_rule, items, batch, scores, at_least_one
         )
         sel = cut_to_budget(
             sel,
