@@ -109,6 +109,7 @@ class LiveRun:
     thread: threading.Thread | None = None
     result: list[RunResult] = field(default_factory=list)
     error: list[BaseException] = field(default_factory=list)
+    resume: bool = False
 
     @property
     def url(self) -> str:
@@ -121,6 +122,7 @@ class LiveRun:
                     execute(
                         self.run,
                         output=str(self.out),
+                        resume=self.resume,
                         roles=self.roles,
                         console=Console(quiet=True),
                     )
@@ -142,9 +144,9 @@ class LiveRun:
         return self.result[0]
 
 
-def live_run(manifest_path: Path, out: Path) -> LiveRun:
+def live_run(manifest_path: Path, out: Path, *, resume: bool = False) -> LiveRun:
     """Build the run's roles, serve its page on a free loopback port (the run not started)."""
     run = load_activerun(manifest_path)
     roles, _, _ = build_embedded_roles(run, out, manifest_path.parent)
     judge = human_judge_of(roles)
-    return LiveRun(run, out, roles, judge, PageServer(judge).start())
+    return LiveRun(run, out, roles, judge, PageServer(judge).start(), resume=resume)

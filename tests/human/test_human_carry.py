@@ -151,3 +151,40 @@ def test_carried_pairs_that_fill_the_budget_leave_a_batch_rule_nothing_to_select
     assert round1["pairs_judged"] == 2 and round1["budget_truncated"] == 1
     assert len(result.rows) == result.state.annotations_used == 2
     assert {r["round"] for r in result.rows} == {1}
+
+
+def test_resume_asks_carried_pairs_with_the_next_round_in_one_batch(
+    repo_root: Path, tmp_path: Path, tokens_file: Path, human_feature_cache: Path
+) -> None:
+    pool = tmp_path / "pool.jsonl"
+    scores = write_pool(repo_root, pool)
+    spec = human_judge_spec(tokens_file, roundTimeoutSeconds=1.0, onTimeout="carry")
+    path = manifest(tmp_path, pool, human_feature_cache, spec)
+    doc = yaml.safe_load(path.read_text())
+    doc["spec"]["budget"]["maxRounds"] = 1
+    path.write_text(yaml.safe_dump(doc))
+    first = live_run(path, tmp_path / "run").start()  # one round, nobody labels: 2 carried
+    stopped = first.finish()
+    assert len(stopped.state.judge_failures) == 2 and not stopped.rows
+
+    doc["spec"]["budget"]["maxRounds"] = 2  # a budget may change on resume
+    path.write_text(yaml.safe_dump(doc))
+    live = live_run(path, tmp_path / "run", resume=True)
+    live.judge.round_timeout_seconds = None  # this time every pair waits for its label
+    live.start()
+    alice = Person(live.url, ALICE, scores)
+    shown: list[str] = []
+    while live.thread is not None and live.thread.is_alive():
+        if (pair := alice.next_pair()) is not None:
+            shown.append(pair["pair_id"])
+            alice.label(pair)
+        else:
+            live.thread.join(0.05)
+    result = live.finish()
+
+    carried = set(stopped.state.judge_failures)
+    assert set(shown[:2]) == carried  # the carried pairs come first ...
+    assert live.judge.queue.batch == 1  # ... in the resumed round's one batch, no wait apart
+    assert len(result.rows) == result.state.annotations_used == 4
+    assert {r["pair_id"] for r in result.rows if r["round"] == 1} >= carried
+    assert not result.state.judge_failures

@@ -198,7 +198,10 @@ class RoundEngine:
     def run_rounds(self, resume: bool = False) -> RunResult:
         """Run to completion (or until a budget stops it)."""
         state, rows = self.start(resume)
-        if resume and state.judge_failures:
+        # a human judge that carries its failures asks them with the next round's pairs (one
+        # wait for people); with no round left, or any other judge, they are asked now
+        carried_by_round = carries_timed_out_pairs(self.run) and not self._stop_reason(state)
+        if resume and state.judge_failures and not carried_by_round:
             self._carried = self.retry_failed_pairs(state)
         while not (reason := self._stop_reason(state)):
             rows.extend(self.run_one_round(state))
