@@ -1,10 +1,12 @@
 """The human judge: ``judge()`` queues the round's pairs and waits until people have labelled them.
 
-Design (docs/human-judge.md): one process. ``prefloop judge-ui RUN.yaml --port P`` runs the
-embedded loop and serves the labelling page from a thread of the same process, so the queue has
-a single writer and needs no cross-process locking; the durable event log makes a restart
-(``--resume``) lose nothing. ``prefloop run`` with ``judge.kind: human`` has no page to label on
-and stops with a message naming ``prefloop judge-ui``.
+Design (docs/human-judge.md): the page and the judge share one process, so the queue has a
+single writer and needs no cross-process locking; the durable event log makes a restart
+(``--resume``) lose nothing. ``prefloop judge-ui RUN.yaml --port P`` runs the embedded loop with
+the page in a thread; in service mode the judge service does (``prefloop serve judge ...
+--ui-port U``, :mod:`prefloop.rpc.human_judge_service`). Plain ``prefloop run`` has no page, so
+it (and ``prefloop validate``) refuses ``judge.kind: human`` before anything is written
+(:func:`check_human_run`).
 
 The verdict of a pair is the majority of its votes (A, B, tie); equal A and B counts, or a tie
 majority, is a tie whose winner is the first response in canonical order (response id), as the
