@@ -10,6 +10,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -97,6 +98,17 @@ def test_label_a_round_in_the_browser(
         forms = d.find_elements(By.ID, "label-form")  # type: ignore[attr-defined]
         return forms[0].get_attribute("data-pair") if forms else None
 
+    def press(key: str) -> None:
+        """A shortcut key; each one submits a form: wait until the next page has loaded."""
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        body = d.find_element(By.TAG_NAME, "body")  # type: ignore[attr-defined]
+        body.send_keys(key)
+        wait: Any = WebDriverWait(d, 60)
+        wait.until(expected_conditions.staleness_of(body))
+        wait.until(lambda drv: drv.execute_script("return document.readyState") == "complete")
+
     def wait_for_pair() -> str:
         for _ in range(600):
             if (pid := shown_pair()) is not None:
@@ -115,7 +127,7 @@ def test_label_a_round_in_the_browser(
         d.switch_to.alert.text  # type: ignore[attr-defined]  # noqa: B018
     d.save_screenshot(str(repo_root / "docs" / "img" / "human-judge.png"))  # type: ignore[attr-defined]
 
-    d.find_element(By.TAG_NAME, "body").send_keys("1")  # type: ignore[attr-defined]
+    press("1")
     seen.append(first)
     second = wait_for_pair()
     assert second != first
@@ -124,10 +136,10 @@ def test_label_a_round_in_the_browser(
     events = (tmp_path / "run" / "human-labels" / "events.jsonl").read_text().splitlines()
     assert [json.loads(e)["pair_id"] for e in events] == [first]
 
-    d.find_element(By.TAG_NAME, "body").send_keys("u")  # type: ignore[attr-defined]  # undo
+    press("u")  # undo
     assert shown_pair() == first
-    d.find_element(By.TAG_NAME, "body").send_keys("1")  # type: ignore[attr-defined]
-    d.find_element(By.TAG_NAME, "body").send_keys("2")  # type: ignore[attr-defined]
+    press("1")
+    press("2")
     seen.append(second)
 
     # bob votes the other way on the first pair and the same on the second: a tie and a win
