@@ -101,3 +101,26 @@ def make_tiny_run(repo_root: Path, out: Path, feature_cache_dir: Path, *extra: s
     finally:
         os.umask(previous)
     return out
+
+
+def policy_overrides(model_dir: Path, rounds: int, method: str = "adpo") -> list[str]:
+    """`--set` overrides: the quickstart shrunk to a ``rounds``-round policy-in-the-loop run
+    (20 prompts, 3 per round, seed 5, the tiny policy in ``model_dir``); ADPO keeps its
+    pseudo-labels in the dataset."""
+    params = "{gamma: 0.05, pairing: random}" if method == "adpo" else "{}"
+    return [
+        "spec.prompts.limit=20",
+        "spec.batchSize=3",
+        "spec.seed=5",
+        "spec.trainer.kind=policy",
+        f"spec.trainer.policy.model={model_dir}",
+        "spec.trainer.policy.maxLength=384",
+        "spec.trainer.policy.learningRate=0.001",
+        "spec.trainer.policy.batchSize=4",
+        "spec.trainer.policy.stepsPerRound=2",
+        f"spec.acquisition.method={method}",
+        f"spec.acquisition.params={params}",
+        "spec.budget.maxAnnotations=null",
+        f"spec.budget.maxRounds={rounds}",
+        "spec.output.includePseudoLabels=true",
+    ]
