@@ -1,0 +1,64 @@
+"""The policy in the loop (``trainer.kind: policy``) through the five ``prefloop serve --kafka``
+subprocesses and a real Tansu broker gives the embedded run's dataset byte for byte (issue 11).
+
+A 3-round ADPO run with a tiny Llama policy: the reward service serves the policy's implicit
+rewards and MC-dropout samples, the trainer service takes the DPO steps on the pairs it reads
+from the annotations topic and announces every new policy version on the checkpoints topic (the
+weights inline: the tiny policy is under the 1 MiB limit), from which the reward service loads
+it. The judge judges each pair once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from rpc_helpers import QUICKSTART, judge_log_lines, run_connected, shrunk_run, started_services
+
+from _tiny_llama import policy_overrides, save_tiny_causal_lm
+from prefloop.bus.base import topic_name
+from prefloop.bus.kafka_bus import KafkaBus
+from prefloop.bus.payloads import checkpoint_from_value
+from prefloop.data.run_dataset import dataset_file
+from prefloop.data.writers import read_dataset
+from prefloop.engine.runner import execute
+from prefloop.rpc.dataplane import CheckpointFeed
+
+pytestmark = pytest.mark.slow
+
+
+def test_policy_run_through_services_equals_embedded(kafka_bootstrap: str, tmp_path: Path) -> None:
+    texts = ["name a colour", "red", "blue is nice", "the quick brown fox"]
+    model_dir = save_tiny_causal_lm(tmp_path / "lm", texts, seed=1)
+    extra = tuple(policy_overrides(model_dir, 3))
+    cache = tmp_path / "features"
+    embedded = tmp_path / "embedded"
+    with open(os.devnull, "w") as sink:
+        execute(
+            shrunk_run(cache, extra),
+            manifest_dir=QUICKSTART.parent,
+            output=str(embedded),
+            console=Console(file=sink),
+        )
+    reference = dataset_file(embedded).read_text()
+    rows = read_dataset(dataset_file(embedded))
+    judged = {r["pair_id"] for r in rows if r["label_source"] == "judge"}
+    assert judged and len(judged) < len(rows)  # ADPO queried some pairs, pseudo-labelled others
+
+    with started_services(cache, tmp_path, kafka_bootstrap, extra) as procs:
+        run_connected(procs, cache, tmp_path / "svc", kafka=kafka_bootstrap, extra=extra)
+    assert dataset_file(tmp_path / "svc").read_text() == reference
+    verdicts = judge_log_lines(tmp_path)
+    assert len(verdicts) == len({v["pair_id"] for v in verdicts}) == len(judged)
+
+    bus = KafkaBus(kafka_bootstrap, client_id="prefloop-tests")
+    try:
+        records = list(bus.read_all(topic_name("quickstart", "checkpoints"), timeout_seconds=1.0))
+    finally:
+        bus.close()
+    events = [checkpoint_from_value(r.value) for r in records]
+    assert sorted({e.version for e in events}) == [1, 2, 3]  # one policy version per round
+    weights = CheckpointFeed.head_state(events[-1])
+    assert "lm_head.weight" in weights  # the announcement carries the policy's weights
