@@ -10,6 +10,7 @@ it. The judge judges each pair once.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -50,6 +51,11 @@ def test_policy_run_through_services_equals_embedded(kafka_bootstrap: str, tmp_p
     with started_services(cache, tmp_path, kafka_bootstrap, extra) as procs:
         run_connected(procs, cache, tmp_path / "svc", kafka=kafka_bootstrap, extra=extra)
     assert dataset_file(tmp_path / "svc").read_text() == reference
+    curves = [
+        [json.loads(line)["heldout_accuracy"] for line in (d / "metrics.jsonl").open()]
+        for d in (embedded, tmp_path / "svc")
+    ]
+    assert curves[0] == curves[1] and len(curves[0]) == 3  # Evaluate: the same held-out metric
     verdicts = judge_log_lines(tmp_path)
     assert len(verdicts) == len({v["pair_id"] for v in verdicts}) == len(judged)
 

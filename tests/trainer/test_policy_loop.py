@@ -154,6 +154,11 @@ def test_policy_loop_runs_adpo_and_resumes_to_the_same_dataset(
         assert m["pairs_selected"] == m["pairs_judged"] + m["pairs_self_labelled"]
     rows = read_dataset(dataset_file(full_run))
     assert {r["label_source"] for r in rows} == {"judge", "pseudo"}
+    for m in metrics:  # implicit-reward accuracy on the held-out prompts' pairs, every round
+        assert 0 <= m["heldout_accuracy"] <= 1 and m["heldout_num_pairs"] > 0
+    assert "heldout_accuracy" in (full_run / "metrics.csv").read_text().splitlines()[0]
+    summary = json.loads((full_run / "summary.json").read_text())
+    assert summary["final_heldout_accuracy"] == metrics[-1]["heldout_accuracy"]
 
     resumed = tmp_path / "resumed"
     assert _run(repo_root, resumed, tiny_dir, 2) == 0  # stopped after round 2's checkpoint
