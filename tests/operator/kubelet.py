@@ -38,11 +38,32 @@ from prefloop_operator.progress import now_rfc3339
 
 @dataclass
 class PodRun:
+    """One driver pod: its process, and its log (stdout and stderr) kept after it exits."""
+
+    name: str
     job: str
     uid: str
     proc: subprocess.Popen[bytes]
     log: Path
+    started: float
     terminating: bool = False
+    exit_code: int | None = None
+    """The process's exit status once it has exited (negative: killed by that signal)."""
+    ran_seconds: float | None = None
+
+    def describe(self, tail_lines: int = 12) -> str:
+        """One pod for a failure message: name, exit code, run time and the tail of its log."""
+        if self.exit_code is None:
+            state = "running" if self.proc.poll() is None else f"exited {self.proc.returncode}"
+        else:
+            killed = f" (signal {-self.exit_code})" if self.exit_code < 0 else ""
+            state = f"exit code {self.exit_code}{killed} after {self.ran_seconds:.1f}s"
+        try:
+            lines = self.log.read_text(errors="replace").splitlines()
+        except OSError as exc:
+            lines = [f"(no log: {exc})"]
+        tail = "\n".join(f"    | {line}" for line in lines[-tail_lines:]) or "    | (empty log)"
+        return f"  pod {self.name}: {state}\n{tail}"
 
 
 @dataclass
@@ -68,7 +89,8 @@ class FakeKubelet:
         self.env = env
         self.running: dict[str, PodRun] = {}
         self.books: dict[str, JobBook] = {}
-        self.logs: list[Path] = []
+        self.pods: list[PodRun] = []
+        """Every pod started, in order, exited ones included (their exit codes and logs)."""
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._lock = threading.RLock()
@@ -85,7 +107,7 @@ class FakeKubelet:
             for pod in self.running.values():
                 with contextlib.suppress(ProcessLookupError):
                     pod.proc.kill()
-                pod.proc.wait(10)
+                self._record_exit(pod)
 
     # -- what tests do ------------------------------------------------------------------------
     def lose_node(self) -> str:
@@ -93,10 +115,24 @@ class FakeKubelet:
         with self._lock:
             (uid, pod), *_ = self.running.items()
             pod.proc.kill()
-            pod.proc.wait(10)
+            self._record_exit(pod)
             del self.running[uid]
             self.books[uid].lost = True
             return uid
+
+    def report(self, last: int = 4) -> str:
+        """The last pods' exit codes and log tails, and the loop's errors: what a failing
+        test prints (a pod that exits at once says why only here)."""
+        with self._lock:
+            pods = list(self.pods)
+            errors = list(self.errors[-5:])
+        codes: dict[int | None, int] = {}
+        for pod in pods:
+            codes[pod.exit_code] = codes.get(pod.exit_code, 0) + 1
+        lines = [f"kubelet: {len(pods)} driver pods, exit codes (None: running) {codes}"]
+        lines += [pod.describe() for pod in pods[-last:]]
+        lines += [f"  loop error: {e}" for e in errors]
+        return "\n".join(lines)
 
     def driver_running(self) -> bool:
         with self._lock:
@@ -114,12 +150,18 @@ class FakeKubelet:
                 for uid in [u for u in self.running if u not in seen]:  # Job deleted
                     pod = self.running.pop(uid)
                     pod.proc.kill()
-                    pod.proc.wait(10)
+                    self._record_exit(pod)
                 for job in jobs:
                     try:
                         self._sync(job)
                     except Exception as exc:  # e.g. the Job was deleted meanwhile: next tick
                         self.errors.append(f"{job['metadata']['name']}: {exc!r}")
+
+    @staticmethod
+    def _record_exit(pod: PodRun) -> None:
+        """Reap the pod's process and keep its exit code and run time."""
+        pod.exit_code = pod.proc.wait(10)
+        pod.ran_seconds = time.monotonic() - pod.started
 
     def _patch_status(self, job: dict[str, Any], status: dict[str, Any]) -> None:
         name = job["metadata"]["name"]
@@ -154,6 +196,7 @@ class FakeKubelet:
 
     def _exited(self, job: dict[str, Any], book: JobBook, pod: PodRun, suspended: bool) -> None:
         code = pod.proc.returncode
+        self._record_exit(pod)
         book.exit_codes.append(code)
         del self.running[pod.uid]
         action = _policy_action(job, code)
@@ -217,7 +260,6 @@ class FakeKubelet:
             ) == "metadata.name":
                 env[var["name"]] = pod_name
         log = self.work / f"{pod_name}.log"
-        self.logs.append(log)
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [_map(c, mounts) for c in cmd],
@@ -226,7 +268,9 @@ class FakeKubelet:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        self.running[uid] = PodRun(name, uid, proc, log)
+        pod = PodRun(pod_name, name, uid, proc, log, time.monotonic())
+        self.running[uid] = pod
+        self.pods.append(pod)
         self._patch_status(
             job,
             {

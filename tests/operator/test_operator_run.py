@@ -15,9 +15,11 @@ ActiveRun runs the finalizer: topics and children gone, the dataset kept (on the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +104,18 @@ def rbac_allows(call: tuple[str, str, str]) -> bool:
     )
 
 
+@contextlib.contextmanager
+def explained(kubelet: FakeKubelet, operator: OperatorProcess) -> Iterator[None]:
+    """A failed wait also shows the last driver pods (exit codes, log tails) and the operator's
+    log tail: a driver that exits at once is diagnosed from the failure message alone."""
+    try:
+        yield
+    except AssertionError as exc:
+        log = operator.output().splitlines()[-15:] if operator.starts else []
+        tail = "\n".join(f"    | {line}" for line in log)
+        raise AssertionError(f"{exc}\n{kubelet.report()}\noperator log tail:\n{tail}") from exc
+
+
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
     return next(c for c in status["conditions"] if c["type"] == kind)
 
@@ -126,52 +140,53 @@ def test_operator_drives_a_run_through_suspend_and_crashes_to_succeeded(
         operator.start()
         recorder = StatusRecorder(cluster)
         try:
-            cluster.apply(run_manifest(svc.address, kafka_bootstrap, out))
-            topics = eventually(
-                lambda: (t := existing_run_topics(kafka_bootstrap, NAME)) and len(t) == 6 and t,
-                60,
-                what="the run's six topics",
-            )
-            assert all(t.startswith(f"prefloop.{NAME}.") for t in topics)
+            with explained(kubelet, operator):
+                cluster.apply(run_manifest(svc.address, kafka_bootstrap, out))
+                topics = eventually(
+                    lambda: (t := existing_run_topics(kafka_bootstrap, NAME)) and len(t) == 6 and t,
+                    60,
+                    what="the run's six topics",
+                )
+                assert all(t.startswith(f"prefloop.{NAME}.") for t in topics)
 
-            # -- suspend after the first round ------------------------------------------------
-            eventually(lambda: cluster.status(NAME)["round"] >= 1, 300, what="round 1")
-            cluster.patch_spec(NAME, {"suspend": True})
-            status = eventually(
-                lambda: (s := cluster.status(NAME))["phase"] == "Suspended" and s, 120
-            )
-            assert condition(status, "Suspended")["status"] == "True"
-            assert condition(status, "Progressing")["status"] == "False"
-            assert cluster.get("Job", f"{NAME}-driver")["spec"]["suspend"] is True  # type: ignore[index]
-            (book,) = kubelet.books.values()
-            assert book.exit_codes == [143]  # stopped after its round, not failed
-            suspended_round, judged = status["round"], len(svc.judge.pairs)
-            assert judged == status["annotationsUsed"] > 0
-            time.sleep(3)  # several reconciles: nothing may move while suspended
-            assert cluster.status(NAME)["round"] == suspended_round
-            assert len(svc.judge.pairs) == judged and not kubelet.driver_running()
+                # -- suspend after the first round --------------------------------------------
+                eventually(lambda: cluster.status(NAME)["round"] >= 1, 300, what="round 1")
+                cluster.patch_spec(NAME, {"suspend": True})
+                status = eventually(
+                    lambda: (s := cluster.status(NAME))["phase"] == "Suspended" and s, 120
+                )
+                assert condition(status, "Suspended")["status"] == "True"
+                assert condition(status, "Progressing")["status"] == "False"
+                assert cluster.get("Job", f"{NAME}-driver")["spec"]["suspend"] is True  # type: ignore[index]
+                (book,) = kubelet.books.values()
+                assert book.exit_codes == [143]  # stopped after its round, not failed
+                suspended_round, judged = status["round"], len(svc.judge.pairs)
+                assert judged == status["annotationsUsed"] > 0
+                time.sleep(3)  # several reconciles: nothing may move while suspended
+                assert cluster.status(NAME)["round"] == suspended_round
+                assert len(svc.judge.pairs) == judged and not kubelet.driver_running()
 
-            # -- resume; kill the driver (node lost) and the operator mid-round -----------------
-            killed = threading.Event()
+                # -- resume; kill the driver (node lost) and the operator mid-round -------------
+                killed = threading.Event()
 
-            def crash() -> None:
-                kubelet.lose_node()
-                operator.kill()
-                killed.set()
+                def crash() -> None:
+                    kubelet.lose_node()
+                    operator.kill()
+                    killed.set()
 
-            svc.trainer.hook = crash  # the next round's Train: its pairs are judged already
-            cluster.patch_spec(NAME, {"suspend": False})
-            assert killed.wait(300), "the resumed driver never reached Train"
-            assert len(svc.judge.pairs) > judged  # the lost round was judged
-            operator.start()
+                svc.trainer.hook = crash  # the next round's Train: its pairs are judged already
+                cluster.patch_spec(NAME, {"suspend": False})
+                assert killed.wait(300), "the resumed driver never reached Train"
+                assert len(svc.judge.pairs) > judged  # the lost round was judged
+                operator.start()
 
-            status = eventually(
-                lambda: (s := cluster.status(NAME))["phase"] in ("Succeeded", "Failed") and s,
-                420,
-                what="the end",
-            )
-            # Events are posted in the background: the last one may trail the status
-            eventually(lambda: [e for e in cluster.events(NAME) if e["reason"] == "Succeeded"])
+                status = eventually(
+                    lambda: (s := cluster.status(NAME))["phase"] in ("Succeeded", "Failed") and s,
+                    420,
+                    what="the end",
+                )
+                # Events are posted in the background: the last one may trail the status
+                eventually(lambda: [e for e in cluster.events(NAME) if e["reason"] == "Succeeded"])
         finally:
             recorder.stop()
             operator.stop()
