@@ -227,16 +227,22 @@ def dataset_location(run: Any, run_dir: Path) -> str:
 
 
 def run_driver(args: argparse.Namespace) -> int:
-    """Run the rounds; return the exit status (see the module doc)."""
-    from prefloop.cli import report_error
-    from prefloop.engine.runner import run_dir_for
-    from prefloop.spec import load_activerun
+    """Run the rounds; return the exit status (see the module doc).
 
+    The SIGTERM handler and the first heartbeat come before the engine's imports (torch,
+    scipy, the acquisition registry: seconds, tens of seconds on a loaded node): a pod
+    suspended or evicted while it starts still stops cleanly (143), and the operator sees it
+    alive instead of replacing it as lost (``roles.driver.heartbeatTimeoutSeconds``).
+    """
     guard = RoundGuard()
     guard.install_signal_handler()
     log(f"pid {os.getpid()}, {guard.describe()}")
     reporter = ProgressReporter(args.progress_configmap, guard, args.heartbeat_seconds)
-    reporter.start()  # alive before the slow imports: the first heartbeat
+    reporter.start()
+    from prefloop.cli import report_error
+    from prefloop.engine.runner import run_dir_for
+    from prefloop.spec import load_activerun
+
     try:
         run = load_activerun(args.manifest)
     except Exception as exc:
@@ -279,6 +285,8 @@ def _rounds(run: Any, run_dir: Path, args: argparse.Namespace, guard: RoundGuard
         + (f"resuming after round {done['round']}" if done else "no checkpoint, a fresh run")
         + f"; {guard.describe()}"
     )
+    if guard.stop.is_set():  # SIGTERM while starting: no round to finish, nothing to connect
+        raise RoundsStopped("stopped before the first round")
     config = ClientConfig(retry_timeout_seconds=args.retry_timeout_seconds)
     metrics = None
     if args.metrics_port:
