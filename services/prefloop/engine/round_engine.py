@@ -9,8 +9,9 @@ One round over a batch of prompts:
 4. judge: the judge labels them; a pair already judged in this run is never sent again;
 5. trainer: the reward model trains on the new labels and publishes a new version;
 
-then held-out evaluation, metrics, and an atomic checkpoint. The engine talks to the roles only
-through ``roles.py``, so the same code drives local objects or gRPC clients.
+then held-out evaluation, the round's metrics (``round_metrics.py``), and an atomic checkpoint.
+The engine talks to the roles only through ``roles.py``, so the same code drives local objects
+or gRPC clients.
 
 Two budgets stop a run (``spec.budget``): judge calls (``maxAnnotations``) and pairs in the
 dataset (``maxPairs``, whatever labelled them); both are reported every round.
@@ -51,7 +52,7 @@ from prefloop.data.records import (
 )
 from prefloop.engine.budget import Remaining, remaining_budget
 from prefloop.engine.checkpoint import RunState, derive_seed, load_checkpoint, save_checkpoint
-from prefloop.engine.costs import add_totals, generation_cost, judge_usage
+from prefloop.engine.costs import add_totals, judge_usage
 from prefloop.engine.roles import (
     AcquisitionRole,
     GenerationRole,
@@ -59,6 +60,7 @@ from prefloop.engine.roles import (
     RewardRole,
     TrainerRole,
 )
+from prefloop.engine.round_metrics import RoundFacts, round_metrics
 from prefloop.engine.selection import (
     RoundRule,
     cut_to_budget,
@@ -66,7 +68,6 @@ from prefloop.engine.selection import (
     select_distinct,
     selection_pair_ids,
 )
-from prefloop.generation.base import generation_metrics
 from prefloop.judge.base import Judgement, JudgeRequest, response_key
 from prefloop.spec import ActiveRun
 from prefloop.spec_human import carries_timed_out_pairs
@@ -318,23 +319,23 @@ class RoundEngine:
         state.model_version = train.model_version
         keep = [p for p in pairs if self._enters_dataset(p.label_source)]
         state.pairs_used += len(keep)
-        metrics = self._metrics(state, items, pairs, keep, sel, scores.timings, train.metrics)
-        metrics.update(distinct)
-        metrics.update(generation_metrics(items))
-        metrics.update(judge_usage(self._round_verdicts))
-        metrics.update(generation_cost(self.run, items))
-        metrics.update(add_totals(state.usage_totals, metrics))
-        metrics.update(_judge_round_metrics(self.roles.judge))
-        metrics["judge_failures"] = sum(v.failed for v in self._round_verdicts)
-        metrics["judge_failures_pending"] = len(state.judge_failures)
-        metrics["annotations_this_round"] = state.annotations_used - annotations_before
-        metrics["pairs_this_round"] = len(keep)
-        metrics["acquisition_method"] = rule.name
-        metrics["budget_truncated"] = int(sel.info.get("budget_truncated", 0))
-        metrics["warmup"] = warmup
-        metrics.update({f"heldout_{k}": v for k, v in evaluation.items()})
-        metrics.update({f"{k}_seconds": v for k, v in timings.items()})
-        metrics["round_seconds"] = sum(timings.values())
+        facts = RoundFacts(
+            items=items,
+            pairs=pairs,
+            kept=keep,
+            selection=sel,
+            distinct=distinct,
+            reward_seconds=scores.timings,
+            train_metrics=train.metrics,
+            verdicts=self._round_verdicts,
+            judge_failures_pending=len(state.judge_failures),
+            annotations_before=annotations_before,
+            method=rule.name,
+            warmup=warmup,
+            evaluation=evaluation,
+            step_seconds=timings,
+        )
+        metrics = round_metrics(self.run, state, facts, self.roles.judge)
         state.metrics.append(metrics)
         return [p.to_row() for p in keep]
 
@@ -538,50 +539,6 @@ class RoundEngine:
             )
         return pairs
 
-    def _metrics(
-        self,
-        state: RunState,
-        items: list[PromptItem],
-        pairs: list[PreferencePair],
-        kept: list[PreferencePair],
-        sel: Selection,
-        reward_timings: dict[str, float],
-        train_metrics: dict[str, float],
-    ) -> dict[str, Any]:
-        judged = [p for p in pairs if p.label_source == "judge"]
-        gaps = [
-            p.chosen.score - p.rejected.score
-            for p in kept
-            if p.chosen.score is not None and p.rejected.score is not None
-        ]
-        agree = [
-            (p.chosen.score >= p.rejected.score)
-            for p in judged
-            if p.chosen.score is not None and p.rejected.score is not None
-        ]
-        chosen_scores = [p.chosen.score for p in kept if p.chosen.score is not None]
-        m: dict[str, Any] = {
-            "round": state.round,
-            "prompts": len(items),
-            "prompts_done": state.prompt_offset,
-            "pairs_selected": sel.size,
-            "pairs_judged": len(judged),
-            "pairs_self_labelled": len(pairs) - len(judged),
-            "pairs_in_dataset": len(kept),
-            "annotations_used": state.annotations_used,
-            "pairs_used": state.pairs_used,
-            "model_version": state.model_version,
-            "mean_score_gap": float(np.mean(gaps)) if gaps else float("nan"),
-            "mean_chosen_score": float(np.mean(chosen_scores)) if chosen_scores else float("nan"),
-            "label_agreement": float(np.mean(agree)) if agree else float("nan"),
-            "ties": sum(p.tie for p in judged),
-        }
-        m.update({k: float(v) for k, v in reward_timings.items()})
-        m.update(
-            {f"train_{k}" if not k.startswith("train") else k: v for k, v in train_metrics.items()}
-        )
-        return m
-
 
 def _judgement_dict(req: JudgeRequest, j: Judgement) -> dict[str, Any]:
     """A judgement stored order-free: who won (by response key), with what probability, and
@@ -642,16 +599,3 @@ def _request_of_failure(pid: str, record: dict[str, Any]) -> tuple[JudgeRequest,
     )
     a, b = (Response(r["model"], r["text"], r.get("score")) for r in (record["a"], record["b"]))
     return JudgeRequest(pid, item, a, b), int(record["a"]["index"]), int(record["b"]["index"])
-
-
-def _judge_round_metrics(judge: object) -> dict[str, Any]:
-    """Round metrics a judge reports about itself (the human judge: votes, carried and dropped
-    pairs, Cohen's/Fleiss' kappa, left-position share), whether it is the role or wrapped in one.
-
-    Why: agreement between annotators belongs beside the round's other numbers in metrics.csv.
-    """
-    for candidate in (judge, getattr(judge, "inner", None)):
-        reported = getattr(candidate, "last_round_metrics", None)
-        if isinstance(reported, dict):
-            return dict(reported)
-    return {}
