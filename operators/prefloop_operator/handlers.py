@@ -212,7 +212,10 @@ def _reconcile(
         _event(live, "Normal", "PostTrainingStarted", f"{ch.child_name(name, 'post-training')}")
 
 
-CHILD_KINDS = ("ConfigMap", "ServiceAccount", "Role", "RoleBinding", "Deployment", "Service", "Job")
+# The driver Job first: its progress ConfigMap, read after it, is then at least as new as the
+# Job's state (a driver writes "finished" before it exits), never a stale report beside a
+# Complete Job, which would fail the run for good (tests/operator/test_observe_order.py).
+CHILD_KINDS = ("Job", "ConfigMap", "ServiceAccount", "Role", "RoleBinding", "Deployment", "Service")
 
 
 def observe_children(kube: Kube, namespace: str, run: str) -> dict[tuple[str, str], Any]:
