@@ -157,8 +157,8 @@ def test_online_responses_come_from_the_current_policy_version(
 def test_policy_samples_need_the_policy_in_the_generation_role(
     repo_root: Path, tmp_path: Path
 ) -> None:
-    """Without the loop's policy (e.g. a generation service) ``backend: policy`` is refused by
-    name; without ``trainer.kind: policy`` the manifest is."""
+    """Without the loop's policy object ``backend: policy`` is refused by name; without
+    ``trainer.kind: policy`` the manifest is."""
     from prefloop.engine.build import build_generator
     from prefloop.spec import SpecError
 
@@ -175,5 +175,5 @@ def test_policy_samples_need_the_policy_in_the_generation_role(
     run = load_activerun(
         manifest, [*base, "spec.trainer.kind=policy", f"spec.trainer.policy.model={tmp_path}"]
     )
-    with pytest.raises(ValueError, match="only an embedded run"):
+    with pytest.raises(ValueError, match=r"'a': backend: policy.*none was given"):
         build_generator(run, manifest.parent)

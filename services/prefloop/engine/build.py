@@ -89,8 +89,7 @@ def model_backend(
         if policy_model is None:
             raise ValueError(
                 f"responses.models {m.name!r}: backend: policy samples from the policy in the "
-                "loop, which only an embedded run (prefloop run without --connect) holds in "
-                "the generation role; give this model a path and another backend"
+                "loop, and none was given to build the pool with (build_policy_model)"
             )
         from prefloop.generation.policy_backend import PolicySampler
 

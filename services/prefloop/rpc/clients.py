@@ -13,8 +13,10 @@ answers a recorded pair from its log, and the trainer returns the recorded versi
 it already trained. :func:`wait_until_serving` holds the driver until every role's health check
 says SERVING.
 
-The reward and trainer clients share a :class:`VersionTracker`: after round r trains version
-v, the next Score asks the reward service for ``min_model_version = v``.
+The generation, reward and trainer clients share a :class:`VersionTracker`: after round r trains
+version v, the next Score asks the reward service for ``min_model_version = v`` and the next
+Generate asks the generation service to sample ``backend: policy`` entries at
+``policy_version = v``.
 
 With ``kafka=HOST:PORT`` in ``--connect`` the engine publishes each round's records to the run's
 topics (:class:`~prefloop.bus.publisher.RunPublisher`) and the trainer client sends only the
@@ -179,20 +181,28 @@ class VersionTracker:
 
 
 class GenerationClient:
-    """GenerationRole over GenerationService.Generate (server streaming)."""
+    """GenerationRole over GenerationService.Generate (server streaming), at the tracked
+    policy version (what ``backend: policy`` entries sample from)."""
 
     def __init__(
-        self, run: ActiveRun, channel: grpc.Channel, config: ClientConfig, address: str = ""
+        self,
+        run: ActiveRun,
+        channel: grpc.Channel,
+        config: ClientConfig,
+        address: str = "",
+        tracker: VersionTracker | None = None,
     ) -> None:
         self.run_name = run.metadata.name
         self.stub = generation_pb2_grpc.GenerationServiceStub(channel)
         self.caller = RetryingCaller("generation", config, address)
+        self.tracker = tracker or VersionTracker()
 
     def generate(self, items: list[PromptItem], *, seed: int) -> list[PromptItem]:
         request = generation_pb2.GenerateRequest(
             run=common_pb2.RunRef(run=self.run_name),
             prompts=[item_to_msg(it) for it in items],
             seed=seed,
+            policy_version=self.tracker.version,
         )
 
         def do(kwargs: CallKwargs) -> list[PromptItem]:
@@ -489,7 +499,7 @@ def connect_roles(
     name = "human" if run.spec.judge.kind == "human" else build_judge(run).name
     judge = JudgeClient(run, channels["judge"], config, name, tracker, ep["judge"])
     roles = Roles(
-        generation=GenerationClient(run, channels["generation"], config, ep["generation"]),
+        generation=GenerationClient(run, channels["generation"], config, ep["generation"], tracker),
         reward=RewardClient(run, channels["reward"], config, tracker, ep["reward"]),
         acquisition=AcquisitionClient(run, channels["acquisition"], config, ep["acquisition"]),
         judge=judge,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from prefloop.v1 import common_pb2 as prefloop_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cprefloop/v1/generation.proto\x12\x0bprefloop.v1\x1a\x18prefloop/v1/common.proto\"g\n\x0fGenerateRequest\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x13.prefloop.v1.RunRef\x12$\n\x07prompts\x18\x02 \x03(\x0b\x32\x13.prefloop.v1.Prompt\x12\x0c\n\x04seed\x18\x03 \x01(\x04\"7\n\x10GenerateResponse\x12#\n\x06prompt\x18\x01 \x01(\x0b\x32\x13.prefloop.v1.Prompt2^\n\x11GenerationService\x12I\n\x08Generate\x12\x1c.prefloop.v1.GenerateRequest\x1a\x1d.prefloop.v1.GenerateResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cprefloop/v1/generation.proto\x12\x0bprefloop.v1\x1a\x18prefloop/v1/common.proto\"\x7f\n\x0fGenerateRequest\x12 \n\x03run\x18\x01 \x01(\x0b\x32\x13.prefloop.v1.RunRef\x12$\n\x07prompts\x18\x02 \x03(\x0b\x32\x13.prefloop.v1.Prompt\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12\x16\n\x0epolicy_version\x18\x04 \x01(\x04\"7\n\x10GenerateResponse\x12#\n\x06prompt\x18\x01 \x01(\x0b\x32\x13.prefloop.v1.Prompt2^\n\x11GenerationService\x12I\n\x08Generate\x12\x1c.prefloop.v1.GenerateRequest\x1a\x1d.prefloop.v1.GenerateResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,9 +33,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'prefloop.v1.generation_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GENERATEREQUEST']._serialized_start=71
-  _globals['_GENERATEREQUEST']._serialized_end=174
-  _globals['_GENERATERESPONSE']._serialized_start=176
-  _globals['_GENERATERESPONSE']._serialized_end=231
-  _globals['_GENERATIONSERVICE']._serialized_start=233
-  _globals['_GENERATIONSERVICE']._serialized_end=327
+  _globals['_GENERATEREQUEST']._serialized_end=198
+  _globals['_GENERATERESPONSE']._serialized_start=200
+  _globals['_GENERATERESPONSE']._serialized_end=255
+  _globals['_GENERATIONSERVICE']._serialized_start=257
+  _globals['_GENERATIONSERVICE']._serialized_end=351
 # @@protoc_insertion_point(module_scope)
