@@ -130,8 +130,8 @@ class ModelSpec(_Model):
     backend: Literal["transformers", "vllm", "openai", "policy"] = "transformers"
     """Inference engine: `transformers` (CPU or GPU), `vllm` (GPU, extra `prefloop[vllm]`),
     `openai` (any OpenAI-compatible chat endpoint: a vLLM or TGI server, a hosted API) or
-    `policy`: samples from the policy being trained (`trainer.kind: policy`, embedded runs;
-    AE-Borda-DPO online), needing no `path`."""
+    `policy`: samples from the policy being trained (`trainer.kind: policy`, embedded or
+    through the services; AE-Borda-DPO online), needing no `path`."""
     endpoint: HttpEndpointConfig | None = None
     """The endpoint of an `openai` model: URL, model name, API key source, limits, retries."""
     max_new_tokens: Annotated[int, Field(ge=1)] | None = None
