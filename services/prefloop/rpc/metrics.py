@@ -186,7 +186,9 @@ class ServiceMetrics(MetricsEndpoint):
             "prefloop_training_steps", "Optimizer steps taken by the trainer.", registry=r
         )
         self.checkpoint_version = Gauge(
-            "prefloop_checkpoint_version", "Reward-model version held by this service.", registry=r
+            "prefloop_checkpoint_version",
+            "Model version (reward head or policy) held by this service.",
+            registry=r,
         )
 
     # -- recording (called by the server's interceptor) ----------------------------------------
