@@ -93,8 +93,9 @@ def context(run: ActiveRun, tmp: Path, metrics: ServiceMetrics | None = None) ->
     )
 
 
-def wait_serving(address: str, timeout: float = 90.0) -> None:
-    """Block until the server's health check says SERVING."""
+def wait_serving(address: str, timeout: float = 240.0) -> None:
+    """Block until the server's health check says SERVING (five processes importing torch on a
+    busy 2-core machine have taken over 90 s; a healthy start returns at once)."""
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(address) as ch:
         stub = health_pb2_grpc.HealthStub(ch)
