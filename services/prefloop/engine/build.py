@@ -131,6 +131,8 @@ def head_params(hs: HeadSpec) -> dict[str, object]:
             "hidden_dim": hs.hidden_dim,
             "num_layers": hs.num_layers,
             "center_coefficient": hs.center_rewards_coefficient,
+            "random_prior_scale": hs.random_prior_scale,
+            "bootstrap": hs.bootstrap,
         }
     if hs.kind == "epinet":
         return {
