@@ -85,6 +85,13 @@ def test_a_variant_with_a_bad_field_is_refused_with_its_name(
         )  # fmt: skip
     with pytest.raises(CalibrationConfigError, match="head kind"):
         parse_variant("mystery")
+    with pytest.raises(SystemExit, match="--labels 12 exceeds the 8 training prompts"):
+        main(
+            [
+                "bench", "calibration", "--data", str(tiny_data), "--folds", "2",
+                "--labels", "4,12", "--out", str(tmp_path / "too-many"),
+            ]
+        )  # fmt: skip
 
 
 def test_labelled_pairs_take_one_untied_pair_per_prompt_winner_first() -> None:

@@ -21,6 +21,7 @@ Files: ``calibration.csv`` (one row per variant, seed, fold and label count),
 from __future__ import annotations
 
 import copy
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +120,8 @@ def build_variant_run(cfg: CalibrationConfig, variant: Variant, seed: int) -> Ac
     """The bench manifest (the label-efficiency bench's, i.e. the quickstart's) + the variant."""
     data = copy.deepcopy(BASE_MANIFEST)
     s = data["spec"]
-    data["metadata"]["name"] = f"calibration-{variant.name}-s{seed}".lower().replace("_", "-")
+    slug = re.sub(r"[^a-z0-9-]+", "-", variant.name.lower()).strip("-") or "variant"
+    data["metadata"]["name"] = f"calibration-{slug}-s{seed}"
     s["seed"] = seed
     s["batchSize"] = cfg.batch_size
     s["prompts"]["path"] = str(Path(cfg.data).resolve())
@@ -215,6 +217,12 @@ def run_calibration(
     items = load_prompt_items(cfg.data)
     if len(items) < cfg.folds:
         raise CalibrationConfigError(f"{cfg.data}: {len(items)} prompts for {cfg.folds} folds")
+    most = len(items) - -(-len(items) // cfg.folds)  # training prompts of the largest fold
+    if cfg.labels[-1] > most:
+        raise CalibrationConfigError(
+            f"--labels {cfg.labels[-1]} exceeds the {most} training prompts a fold has "
+            f"({len(items)} prompts in {cfg.data}, {cfg.folds} folds, one pair per prompt)"
+        )
     cfg.out.mkdir(parents=True, exist_ok=True)
     batch = ScoredBatch.from_items(items)
     first, *_ = [build_variant_run(cfg, v, 0) for v in cfg.variants]  # all valid before work
