@@ -351,9 +351,11 @@ def run_one(
                 config=cfg.probe,
             )
             point["downstream_accuracy"] = ds["accuracy"]
+            point["downstream_decisive_accuracy"] = ds["decisive_accuracy"]
             point["downstream_spearman"] = ds["spearman"]
         else:
             point["downstream_accuracy"] = point["downstream_spearman"] = float("nan")
+            point["downstream_decisive_accuracy"] = float("nan")
         for step in STEP_COLUMNS:
             point[f"{step}_seconds"] = float(m.get(f"{step}_seconds", 0.0))
         point["embed_seconds"] = float(m.get("embed_seconds", 0.0))

@@ -47,6 +47,7 @@ from prefloop.bench.stats import (
 
 METRICS: dict[str, str] = {
     "downstream_accuracy": "downstream BT probe: held-out pairwise accuracy",
+    "downstream_decisive_accuracy": "downstream BT probe: accuracy on decisive held-out pairs",
     "heldout_accuracy": "reward model: held-out pairwise accuracy",
     "heldout_spearman": "reward model: held-out per-prompt Spearman",
     "mean_chosen_score": "dataset: mean judge score of chosen",
