@@ -58,6 +58,10 @@ bench: $(STAMP)
 		--cache-dir bench-reports/features-max64 --out bench-reports/label-efficiency
 	$(VENV)/bin/prefloop bench speed --prompts 1000,10000 --responses 16 --repeats 2 \
 		--batch-rule-cap 1000 --scoring-texts 128 --out bench-reports/speed
+	$(VENV)/bin/prefloop bench calibration --data data/alpacaeval/sample100.jsonl --folds 2 \
+		--labels 16,48 --batch-size 16 --max-length-tokens 64 \
+		--variant "ensemble:rewardModel.head.numHeads=8" --variant epinet --variant bgpm \
+		--cache-dir bench-reports/features-max64 --out bench-reports/calibration
 
 clean:
 	rm -rf $(VENV) runs .mypy_cache .ruff_cache .pytest_cache

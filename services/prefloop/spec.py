@@ -275,6 +275,13 @@ class HeadSpec(_Model):
     """Hidden layers per MLP."""
     num_heads: Annotated[int, Field(ge=2)] = 20
     """Ensemble members (`ensemble`)."""
+    random_prior_scale: Annotated[float, Field(ge=0.0)] = 0.0
+    """Randomized prior functions (`ensemble`; Osband et al. 2018): member k predicts
+    f_k(x) + scale * p_k(x) with p_k a frozen random MLP; 0 is the plain anchored ensemble.
+    docs/methods.md gives the calibration measurements behind the default."""
+    bootstrap: bool = False
+    """Bayesian bootstrap (`ensemble`): each member weighs each labelled pair by its own fixed
+    Exp(1) draw, so members fit different reweightings of the labels."""
     center_rewards_coefficient: Annotated[float, Field(ge=0.0)] = 0.01
     """Weight of the reward-centring term (`ensemble`, `epinet`)."""
     index_dim: Annotated[int, Field(ge=1)] = 8

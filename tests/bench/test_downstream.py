@@ -52,3 +52,14 @@ def test_probe_rejects_wrong_width() -> None:
     probe = BradleyTerryProbe(4, seed=0)
     with pytest.raises(DownstreamInputError, match="expected"):
         probe.fit(np.zeros((3, 5)), np.zeros((3, 5)))
+
+
+def test_decisive_accuracy_leaves_out_near_ties() -> None:
+    # prompt 0: a decisive pair the model gets right and a near-tie (gap 0.01) it gets wrong
+    scores = np.array([[0.0, 1.0, 0.01]])
+    rewards = np.array([[0.0, 1.0, -1.0]])
+    out = heldout_pairwise_accuracy(rewards, scores, np.ones((1, 3), dtype=bool))
+    # pairs: (0,1) right, (0,2) near-tie wrong, (1,2) decisive right
+    assert out["accuracy"] == pytest.approx(2 / 3)
+    assert out["decisive_accuracy"] == 1.0
+    assert out["num_decisive_pairs"] == 2.0

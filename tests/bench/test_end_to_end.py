@@ -50,9 +50,11 @@ def test_label_efficiency_writes_every_report_file(tiny_data: Path, tmp_path: Pa
         (m, s) for m in ("random", "drts") for s in ("0", "1")
     }
     assert {int(p["annotations"]) for p in points} == {6, 12}
-    for col in [*METRICS, "acquisition_seconds", "round_seconds"]:
+    for col in [*METRICS, "acquisition_seconds", "round_seconds", "round_near_tie_share"]:
         assert col in points[0]
     assert all(0.0 <= float(p["downstream_accuracy"]) <= 1.0 for p in points)
+    assert all(float(p["round_sigma_mean"]) > 0 for p in points)
+    assert all(0.0 < float(p["round_model_diversity"]) <= 1.0 for p in points)
     summary = _rows(out / "summary.csv")
     assert len(summary) == 2 * len(METRICS)
     rnd = next(r for r in summary if r["method"] == "random" and r["metric"] == "heldout_accuracy")

@@ -1,4 +1,4 @@
-"""``prefloop bench label-efficiency|speed|live ...``: arguments and dispatch.
+"""``prefloop bench label-efficiency|calibration|speed|live ...``: arguments and dispatch.
 
 ``prefloop.cli`` only adds this subparser and calls ``run_bench``; everything else lives here.
 """
@@ -54,6 +54,25 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--adpo-gamma", type=float, default=1.3, help="policy:adpo's confidence threshold"
     )
     le.add_argument("--out", type=Path, default=Path("bench-reports/label-efficiency"))
+
+    ca = bsub.add_parser("calibration", help="does each reward head's sigma predict its error")
+    ca.add_argument("--data", type=Path, required=True, help="prompts with scored responses")
+    ca.add_argument(
+        "--variant",
+        action="append",
+        default=None,
+        help="a head kind, or NAME:PATH=VALUE;PATH=VALUE with paths below spec. (repeatable; "
+        "default: ensemble, epinet, bgpm)",
+    )
+    ca.add_argument("--labels", default="32,64,128,256", help="label counts to evaluate at")
+    ca.add_argument("--folds", type=int, default=4, help="cross-validation folds over prompts")
+    ca.add_argument("--seeds", type=int, default=1)
+    ca.add_argument("--batch-size", type=int, default=64, help="prompts per training round")
+    ca.add_argument("--max-length-tokens", type=int, default=256, help="MiniLM input length")
+    ca.add_argument(
+        "--cache-dir", type=Path, default=None, help="feature cache (default OUT/features)"
+    )
+    ca.add_argument("--out", type=Path, default=Path("bench-reports/calibration"))
 
     sp = bsub.add_parser("speed", help="acquisition / scoring / training throughput")
     sp.add_argument("--prompts", default="1000,10000,100000", help="comma list of P")
@@ -169,6 +188,8 @@ def run_bench(args: argparse.Namespace) -> int:
         files = write_report(points, cfg.out, notes)
         console.print(f"report: {files['summary_md']}")
         return 0
+    if args.bench_command == "calibration":
+        return run_calibration_bench(args, console)
     if args.bench_command == "speed":
         from prefloop.bench.speed import SpeedConfig, run_speed
 
@@ -207,3 +228,40 @@ def run_bench(args: argparse.Namespace) -> int:
         console.print(f"report: {args.out / 'live.md'}")
         return 1 if args.check and not all(r.meets_bar for r in rows) else 0
     return 1
+
+
+def run_calibration_bench(args: argparse.Namespace, console: Console) -> int:
+    """``prefloop bench calibration``: train every head variant per fold, write the report."""
+    from prefloop.bench.calibration import (
+        CalibrationConfig,
+        CalibrationConfigError,
+        parse_variant,
+        run_calibration,
+        write_calibration_report,
+    )
+
+    try:
+        cfg = CalibrationConfig(
+            data=args.data,
+            out=args.out,
+            variants=[parse_variant(v) for v in (args.variant or ["ensemble", "epinet", "bgpm"])],
+            labels=_ints(args.labels, "--labels"),
+            folds=args.folds,
+            seeds=args.seeds,
+            batch_size=args.batch_size,
+            cache_dir=args.cache_dir,
+            max_length_tokens=args.max_length_tokens,
+        )
+        rows, bins = run_calibration(cfg, console)
+    except CalibrationConfigError as exc:
+        raise SystemExit(f"prefloop bench calibration: {exc}") from None
+    notes = [
+        f"data `{cfg.data}`; {cfg.folds}-fold cross-validation over prompts x {cfg.seeds} "
+        f"seed(s); one random judged pair per training prompt, rounds of {cfg.batch_size} "
+        "prompts, trained as the loop trains (replay, anchor schedule, steps per round)",
+        "accuracy / nll / ece: held-out pairs with differing judge scores; nll and ece use the "
+        "predictive probability mean_s sigmoid(logit_s); rho: Spearman of sigma vs |error|",
+    ]
+    files = write_calibration_report(rows, bins, cfg.out, notes)
+    console.print(f"report: {files['summary_md']}")
+    return 0

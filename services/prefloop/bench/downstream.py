@@ -22,6 +22,10 @@ from torch import nn
 from prefloop.reward.evaluation import per_prompt_spearman
 from prefloop.reward.threads import single_threaded
 
+DECISIVE_SHARE_OF_RANGE = 0.05
+"""A held-out pair is decisive when its judge-score gap is >= 5% of the scores' range (the
+complement of the label-efficiency bench's near-ties)."""
+
 
 class DownstreamInputError(ValueError):
     """Features or scores given to the downstream proxy have the wrong shape or content."""
@@ -116,6 +120,10 @@ def heldout_pairwise_accuracy(
 
     Why: the same protocol as ``prefloop.reward.evaluation.pairwise_accuracy`` (every pair of a
     prompt whose judge scores differ; a tie in reward counts half) for a scalar reward model.
+    ``decisive_accuracy`` counts only pairs whose score gap is at least
+    ``DECISIVE_SHARE_OF_RANGE`` of the scores' range: on AlpacaEval 58% of the pairs are
+    near-ties (two failed answers scored 1e-6 and 3e-6) whose order no text model can learn,
+    and they dominate the plain accuracy.
     """
     rw = np.asarray(rewards, dtype=np.float64)
     sc = np.asarray(scores, dtype=np.float64)
@@ -128,13 +136,20 @@ def heldout_pairwise_accuracy(
     n = sc.shape[1]
     ii, jj = np.triu_indices(n, k=1)
     ok = valid[:, ii] & valid[:, jj] & (sc[:, ii] != sc[:, jj])
+    gap = np.abs(sc[:, ii] - sc[:, jj])[ok]
     truth = np.sign(sc[:, ii] - sc[:, jj])[ok]
     pred = np.sign(rw[:, ii] - rw[:, jj])[ok]
-    acc = float(np.where(pred == 0, 0.5, pred == truth).mean()) if truth.size else float("nan")
+    hits = np.where(pred == 0, 0.5, pred == truth).astype(np.float64)
+    acc = float(hits.mean()) if truth.size else float("nan")
+    score_range = float(np.ptp(sc[valid])) if valid.any() else 0.0
+    decisive = gap >= DECISIVE_SHARE_OF_RANGE * score_range
+    decisive_acc = float(hits[decisive].mean()) if decisive.any() else float("nan")
     rho = per_prompt_spearman(np.where(valid, rw, 0.0), sc, valid)
     defined = np.isfinite(rho)
     return {
         "accuracy": acc,
+        "decisive_accuracy": decisive_acc,
+        "num_decisive_pairs": float(decisive.sum()),
         "num_pairs": float(truth.size),
         "spearman": float(rho[defined].mean()) if defined.any() else float("nan"),
     }

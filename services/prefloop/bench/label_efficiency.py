@@ -207,6 +207,65 @@ class EvalOnItems:
         return self.inner.evaluate(self.items)
 
 
+class RecordingReward:
+    """Reward role that scores like ``inner`` and keeps each call's sigma spread, in order.
+
+    Why: whether an uncertainty rule still has something to act on after a few rounds (the
+    "uncertainty collapse" question of issue 12) is read from the sigma it was given per round.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.sigma: list[tuple[float, float]] = []  # (mean sigma, CV of sigma) per call
+
+    def score(self, items: list[PromptItem], mask: np.ndarray) -> RewardScores:
+        out: RewardScores = self.inner.score(items, mask)
+        std = np.asarray(out.std)[mask]
+        mean = float(std.mean()) if std.size else float("nan")
+        self.sigma.append((mean, float(std.std() / mean) if mean > 0 else float("nan")))
+        return out
+
+    def evaluate(self, items: list[PromptItem]) -> dict[str, float]:
+        result: dict[str, float] = self.inner.evaluate(items)
+        return result
+
+
+NEAR_TIE_SHARE_OF_RANGE = 0.05
+"""A selected pair is a near-tie when its judge-score gap is below 5% of the data's score range."""
+
+
+def round_selection(
+    rows: list[dict[str, Any]], score_range: float, num_models: int
+) -> dict[str, float]:
+    """What one round picked: mean judge-score gap, near-tie share, model diversity.
+
+    Why: the diagnostics of issue 12 for rules that lose to Random: a rule that spends labels on
+    near-ties (pairs the judge barely separates) or on the same few models teaches little.
+    Diversity is the number of distinct models among the picked responses over the most there
+    could be (two per pair, at most the models seen in the round).
+    """
+    nan = float("nan")
+    scored = [
+        (
+            float(r["chosen_score"]),
+            float(r["rejected_score"]),
+            r["chosen_model"],
+            r["rejected_model"],
+        )
+        for r in rows
+        if r.get("chosen_score") is not None and r.get("rejected_score") is not None
+    ]
+    if not scored:
+        return {"round_score_gap": nan, "round_near_tie_share": nan, "round_model_diversity": nan}
+    gap = np.abs(np.array([a - b for a, b, _, _ in scored]))
+    models = [m for _, _, a, b in scored for m in (a, b)]
+    return {
+        "round_score_gap": float(gap.mean()),
+        "round_near_tie_share": float((gap < NEAR_TIE_SHARE_OF_RANGE * score_range).mean()),
+        "round_model_diversity": len(set(models)) / max(1, min(len(models), num_models)),
+    }
+
+
 def dataset_quality(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Mean chosen score, mean chosen-minus-rejected gap, label agreement of dataset rows."""
     scored = [
@@ -277,7 +336,12 @@ def run_one(
     evaluation_items = eval_items if eval_items is not None else heldout
     if eval_items is not None:
         roles.reward = EvalOnItems(roles.reward, eval_items)
+    recorder = RecordingReward(roles.reward)
+    roles.reward = recorder
     result = execute(run, output=str(run_dir), roles=roles, console=console)
+    all_scores = ScoredBatch.from_items(pool).judge_scores
+    score_range = float(np.nanmax(all_scores) - np.nanmin(all_scores))
+    num_models = len({resp.model for it in pool for resp in it.responses})
     batch = ScoredBatch.from_items(evaluation_items)
     eval_feats = model.features(list(evaluation_items), batch.mask)
     by_id = {it.prompt_id: it for it in pool}
@@ -297,6 +361,15 @@ def run_one(
             "heldout_accuracy": float(m.get("heldout_accuracy", float("nan"))),
             "heldout_spearman": float(m.get("heldout_spearman", float("nan"))),
             **dataset_quality(prefix),
+            **round_selection(
+                [row for row in result.rows if int(row["round"]) == r - 1], score_range, num_models
+            ),
+            "round_sigma_mean": recorder.sigma[r - 1][0]
+            if r <= len(recorder.sigma)
+            else float("nan"),
+            "round_sigma_cv": recorder.sigma[r - 1][1]
+            if r <= len(recorder.sigma)
+            else float("nan"),
         }
         if prefix:
             chosen, rejected = _row_features(model, prefix, by_id)
@@ -310,9 +383,11 @@ def run_one(
                 config=cfg.probe,
             )
             point["downstream_accuracy"] = ds["accuracy"]
+            point["downstream_decisive_accuracy"] = ds["decisive_accuracy"]
             point["downstream_spearman"] = ds["spearman"]
         else:
             point["downstream_accuracy"] = point["downstream_spearman"] = float("nan")
+            point["downstream_decisive_accuracy"] = float("nan")
         for step in STEP_COLUMNS:
             point[f"{step}_seconds"] = float(m.get(f"{step}_seconds", 0.0))
         point["embed_seconds"] = float(m.get("embed_seconds", 0.0))

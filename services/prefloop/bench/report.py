@@ -44,14 +44,16 @@ from prefloop.bench.stats import (
     bootstrap_ci,
     efficiency_ratio,
     holm,
+    labels_to_reach_ci,
     value_at,
     wilcoxon_vs_reference,
 )
 
 METRICS: dict[str, str] = {
+    "downstream_accuracy": "downstream BT probe: held-out pairwise accuracy",
+    "downstream_decisive_accuracy": "downstream BT probe: accuracy on decisive held-out pairs",
     "heldout_accuracy": "reward model: held-out pairwise accuracy",
     "heldout_spearman": "reward model: held-out per-prompt Spearman",
-    "downstream_accuracy": "downstream BT probe: held-out pairwise accuracy",
     "mean_chosen_score": "dataset: mean judge score of chosen",
     "mean_score_gap": "dataset: mean chosen - rejected score gap",
     "label_agreement": "dataset: labels agreeing with judge scores",
@@ -144,6 +146,7 @@ def summarize(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     rxf, ryf = _final(*cv[REFERENCE][seed])
                     per_seed_ratio.append(efficiency_ratio(annotations_to_reach(x, y, ryf), rxf))
             ratios = np.array(per_seed_ratio, dtype=np.float64)
+            ci = ratio_ci(per_seed, cv.get(REFERENCE, {}))
             rows.append(
                 {
                     "metric": metric,
@@ -158,11 +161,36 @@ def summarize(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "auc_std": _nanstat(np.nanstd, aucs),
                     "to_reach_random": needed,
                     "efficiency_ratio": efficiency_ratio(needed, ref_x),
+                    "ratio_ci_low": ci["ratio_low"],
+                    "ratio_ci_high": ci["ratio_high"],
                     "seeds_reaching_random": int(np.isfinite(ratios).sum()),
                     "seeds_within_half": int((ratios <= 0.5).sum()),
                 }
             )
     return rows
+
+
+def ratio_ci(
+    per_seed: dict[int, tuple[np.ndarray, np.ndarray]],
+    reference: dict[int, tuple[np.ndarray, np.ndarray]],
+) -> dict[str, float]:
+    """Bootstrap 95% CI (over seeds paired with Random's) of the labels-to-reach-Random ratio."""
+    seeds = sorted(set(per_seed) & set(reference))
+    nan = {"ratio": math.nan, "ratio_low": math.nan, "ratio_high": math.nan}
+    if not seeds:
+        return nan
+    n = min(len(per_seed[s][0]) for s in seeds)
+    m = min(len(reference[s][0]) for s in seeds)
+    if n == 0 or m == 0:
+        return nan
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    return labels_to_reach_ci(
+        np.stack([per_seed[s][0][:n] for s in seeds]),
+        np.stack([per_seed[s][1][:n] for s in seeds]),
+        np.stack([reference[s][0][:m] for s in seeds]),
+        np.stack([reference[s][1][:m] for s in seeds]),
+        rng,
+    )
 
 
 def _mean_last(per_seed: dict[int, tuple[np.ndarray, np.ndarray]]) -> float:
@@ -323,6 +351,7 @@ def summary_markdown(
         "dataset holds pairs the judge did not label (e.g. delta_qwen's identity labels)"
     )
     sig_by = {(s["metric"], s["method"], s["test"]): s for s in sig}
+    lines += headline_markdown(summary, sig_by)
     for metric, title in METRICS.items():
         rows = [r for r in summary if r["metric"] == metric]
         if not rows:
@@ -347,6 +376,53 @@ def summary_markdown(
                 f"| {r['seeds_within_half']} | " + " | ".join(_fmt(p) for p in ps) + " |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _ci(r: dict[str, Any]) -> str:
+    lo, hi = r.get("ratio_ci_low", math.nan), r.get("ratio_ci_high", math.nan)
+    if not math.isfinite(lo) and not math.isinf(lo):
+        return "n/a"
+    return f"[{_fmt(lo, 2) if math.isfinite(lo) else 'never'}, " + (
+        f"{_fmt(hi, 2)}]" if math.isfinite(hi) else "never]"
+    )
+
+
+def headline_markdown(
+    summary: list[dict[str, Any]], sig_by: dict[tuple[str, str, str], dict[str, Any]]
+) -> list[str]:
+    """The answer to "what does active selection buy me": the downstream proxy first.
+
+    One row per method: the downstream probe's final accuracy (a fresh model trained only on the
+    produced dataset), the loop's own reward-model accuracy beside it, and the share of Random's
+    labels the method needs to reach Random's final downstream accuracy, with its bootstrap CI.
+    """
+    down = {r["method"]: r for r in summary if r["metric"] == "downstream_accuracy"}
+    loop = {r["method"]: r for r in summary if r["metric"] == "heldout_accuracy"}
+    if not down:
+        return []
+    lines = [
+        "",
+        "## Headline: what the produced dataset is worth",
+        "",
+        "downstream = a fresh Bradley-Terry MLP trained only on the method's dataset, accuracy on "
+        "never-selected prompts; labels to reach Random = the share of Random's labels the "
+        "method's mean curve needs to reach Random's final downstream accuracy (95% bootstrap CI "
+        "over seeds; `never` = not reached within the budget)",
+        "",
+        "| method | seeds | judge calls | downstream final | reward model final | "
+        "labels to reach Random | 95% CI | p AUC (Holm) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for method, r in down.items():
+        lp = loop.get(method, {})
+        p_auc = sig_by.get(("downstream_accuracy", method, "auc"), {}).get("p_holm", math.nan)
+        lines.append(
+            f"| {method} | {r['seeds']} | {r['final_annotations']:.0f} | "
+            f"{_fmt(r['final_mean'])} ± {_fmt(r['final_std'])} | "
+            f"{_fmt(lp.get('final_mean', math.nan))} | {_fmt(r['efficiency_ratio'], 2)} | "
+            f"{_ci(r)} | {_fmt(p_auc)} |"
+        )
+    return lines
 
 
 def write_report(

@@ -147,3 +147,76 @@ def bootstrap_ci(
     means = d[rng.integers(0, d.size, size=(n_resamples, d.size))].mean(axis=1)
     lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
+
+
+def first_crossing(x: np.ndarray, y: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(B,) the x where each row of the (B, R) curves y(x) first reaches its target; NaN if never.
+
+    Why: the vectorised form of ``annotations_to_reach`` for thousands of bootstrap resamples
+    (same rule: linear interpolation between the last point below and the first at or above).
+    """
+    xa, ya = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    t = np.asarray(target, dtype=np.float64)[:, None]
+    hit = ya >= t
+    reached = hit.any(axis=1)
+    k = np.argmax(hit, axis=1)
+    rows = np.arange(ya.shape[0])
+    prev = np.maximum(k - 1, 0)
+    x0, x1 = xa[rows, prev], xa[rows, k]
+    y0, y1 = ya[rows, prev], ya[rows, k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(y1 > y0, (t[:, 0] - y0) / (y1 - y0), 1.0)
+    out = np.where(k == 0, x1, x0 + np.clip(frac, 0.0, 1.0) * (x1 - x0))
+    return np.where(reached & np.isfinite(t[:, 0]), out, np.nan)
+
+
+def labels_to_reach_ci(
+    method_x: np.ndarray,
+    method_y: np.ndarray,
+    reference_x: np.ndarray,
+    reference_y: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    n_resamples: int = 2000,
+    level: float = 0.95,
+) -> dict[str, float]:
+    """Labels a method needs to reach the reference's final value, as a ratio, with a CI.
+
+    Why: "how many labels does this method need to match what Random reaches with all of its
+    labels" is the user's question; its uncertainty comes from the seeds. Curves are (S, R):
+    seed s of the method is paired with seed s of the reference (same prompts). Each bootstrap
+    resample draws S seeds with replacement, averages both curves over them, and computes the x
+    where the method's mean curve reaches the reference's mean final value, divided by the
+    reference's mean final x. A resample where the method never gets there counts as +inf, so
+    an upper bound of inf reads "not reached in more than (1 - level) / 2 of the resamples".
+
+    Returns ``ratio`` (on all seeds), ``ratio_low``, ``ratio_high`` and ``reached_share`` (the
+    share of resamples in which the method reaches the target).
+    """
+    mx, my = np.asarray(method_x, np.float64), np.asarray(method_y, np.float64)
+    rx, ry = np.asarray(reference_x, np.float64), np.asarray(reference_y, np.float64)
+    if mx.shape != my.shape or rx.shape != ry.shape or mx.shape[0] != rx.shape[0] or mx.ndim != 2:
+        raise StatsInputError(
+            f"curves must be (S, R) with the same seeds S: method {mx.shape}/{my.shape}, "
+            f"reference {rx.shape}/{ry.shape}"
+        )
+    if not 0 < level < 1:
+        raise StatsInputError(f"level must be in (0, 1), got {level}")
+    seeds = mx.shape[0]
+    idx = np.vstack([np.arange(seeds), rng.integers(0, seeds, size=(n_resamples, seeds))])
+    with np.errstate(invalid="ignore"):
+        curve_x = mx[idx].mean(axis=1)
+        curve_y = np.nanmean(my[idx], axis=1)
+        target = np.nanmean(ry[idx][:, :, -1], axis=1)
+        ref_total = rx[idx][:, :, -1].mean(axis=1)
+    ratio = first_crossing(curve_x, curve_y, target) / ref_total
+    boot = np.where(np.isnan(ratio[1:]), np.inf, ratio[1:])
+    # order statistics, not interpolation: inf - inf would give NaN
+    lo = np.quantile(boot, (1 - level) / 2, method="lower")
+    hi = np.quantile(boot, 1 - (1 - level) / 2, method="higher")
+    return {
+        "ratio": float(ratio[0]),
+        "ratio_low": float(lo),
+        "ratio_high": float(hi),
+        "reached_share": float(np.isfinite(boot).mean()),
+    }

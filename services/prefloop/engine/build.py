@@ -155,6 +155,8 @@ def head_params(hs: HeadSpec) -> dict[str, object]:
             "hidden_dim": hs.hidden_dim,
             "num_layers": hs.num_layers,
             "center_coefficient": hs.center_rewards_coefficient,
+            "random_prior_scale": hs.random_prior_scale,
+            "bootstrap": hs.bootstrap,
         }
     if hs.kind == "epinet":
         return {
@@ -178,14 +180,25 @@ def build_reward_model(
     embedder = make_embedder(es.kind, **embedder_params(es, manifest_dir))
     cache_dir = Path(es.cache_dir) if es.cache_dir else run_dir / "features"
     cache = FeatureCache(cache_dir)
+    trainer = build_head_trainer(run, embedder.dim)
+    return LocalRewardModel(embedder, cache, trainer.head, trainer)
+
+
+def build_head_trainer(run: ActiveRun, input_dim: int) -> RewardModelTrainer:
+    """The run's fresh reward head (seeded from the run's seed) inside its round trainer.
+
+    Why: the loop, the services and ``prefloop bench calibration`` must train the very same
+    head with the very same replay and anchor schedule from one manifest.
+    """
+    spec = run.spec
     head = make_head(
         spec.reward_model.head.kind,
-        input_dim=embedder.dim,
+        input_dim=input_dim,
         seed=derive_seed(spec.seed, -1, "head-init"),
         **head_params(spec.reward_model.head),
     )
     a = spec.trainer.anchor
-    trainer = RewardModelTrainer(
+    return RewardModelTrainer(
         head,
         ReplayBuffer(spec.trainer.replay_buffer_size),
         AnchorSchedule(initial=a.initial, decay=a.decay, base=a.base, scaler=a.scaler),
@@ -193,7 +206,6 @@ def build_reward_model(
         batch_size=spec.trainer.batch_size,
         passes_per_round=spec.trainer.epochs_per_round,
     )
-    return LocalRewardModel(embedder, cache, head, trainer)
 
 
 def judge_seed(run: ActiveRun) -> int:

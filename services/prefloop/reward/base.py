@@ -56,6 +56,10 @@ class RewardHead(Protocol):
         """(M,) logit of P(a beats b); for scalar heads mean(a) - mean(b)."""
         ...
 
+    def pairwise_logit_samples(self, features_a: np.ndarray, features_b: np.ndarray) -> np.ndarray:
+        """(M, S) posterior draws of that logit; their spread is the pairwise uncertainty."""
+        ...
+
     def train_steps(
         self,
         chosen: np.ndarray,

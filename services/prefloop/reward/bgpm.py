@@ -279,3 +279,22 @@ class BGPMHead(TorchRewardHead):
                 f"features_a has {mu_a.shape[0]} rows but features_b has {mu_b.shape[0]}"
             )
         return (gpm_score(mu_a, mu_b) / self.tau).double().numpy()
+
+    def pairwise_logit_samples(self, features_a: np.ndarray, features_b: np.ndarray) -> np.ndarray:
+        """(M, S) logits s(z_a, z_b) / tau of posterior draws of both preference embeddings.
+
+        Why: the BGPM posterior is on the embeddings, so a draw of the pairwise logit scores one
+        draw of each response against the other (draw s uses the fixed noise eps_s for both),
+        not the difference of their Borda scores.
+        """
+        mu_a, logvar_a = self.embed(features_a)
+        mu_b, logvar_b = self.embed(features_b)
+        if mu_a.shape != mu_b.shape:
+            raise HeadInputError(
+                f"features_a has {mu_a.shape[0]} rows but features_b has {mu_b.shape[0]}"
+            )
+        with torch.inference_mode():
+            eps = self.network.get_buffer("eval_noise").unsqueeze(0)  # (1, S, dim)
+            draws_a = sphere_sample(mu_a.unsqueeze(1), logvar_a.unsqueeze(1), eps)
+            draws_b = sphere_sample(mu_b.unsqueeze(1), logvar_b.unsqueeze(1), eps)
+            return (gpm_score(draws_a, draws_b) / self.tau).double().numpy()

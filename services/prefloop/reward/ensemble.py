@@ -87,6 +87,47 @@ class BatchedMLPEnsemble(nn.Module):
         return torch.bmm(self.hidden(x), self.output).squeeze(-1)
 
 
+class DiversifiedEnsemble(nn.Module):
+    """Trainable members plus a frozen random prior per member and fixed bootstrap keys.
+
+    Why: with few labels every member of a plain ensemble is pulled towards the same fit and the
+    spread collapses where it matters; a randomized prior (Osband et al. 2018,
+    https://arxiv.org/abs/1806.03335) keeps a member-specific function that data must overrule,
+    and per-member bootstrap weights make each member see a different reweighting of the data.
+    """
+
+    def __init__(
+        self,
+        members: BatchedMLPEnsemble,
+        prior: BatchedMLPEnsemble,
+        prior_scale: float,
+        projection: torch.Tensor,
+    ) -> None:
+        super().__init__()
+        self.members = members
+        self.prior = prior
+        self.prior.requires_grad_(False)
+        self.prior_scale = prior_scale
+        self.register_buffer("projection", projection)  # (D, K) keys of the bootstrap draws
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(K, B) rewards f_k(x) + beta p_k(x)."""
+        out = self.members(x)
+        if self.prior_scale > 0:
+            out = out + self.prior_scale * self.prior(x)
+        return out
+
+    def bootstrap_weights(self, chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+        """(K, B) fixed Exp(1) weights of each pair for each member (Bayesian bootstrap).
+
+        A pure function of the pair's features and the seeded projection, so a pair keeps its
+        weights across minibatches, rounds and resumes, and (a, b) weighs as (b, a).
+        """
+        key = ((chosen - rejected) @ self.get_buffer("projection")).abs().T  # (K, B)
+        uniform = torch.frac(key * 7919.0).clamp(1e-6, 1 - 1e-6)
+        return -torch.log1p(-uniform)
+
+
 class EnsembleHead(TorchRewardHead):
     """Anchored deep ensemble of K MLP reward heads (ActiveUltraFeedback, arXiv 2603.09692).
 
@@ -101,6 +142,11 @@ class EnsembleHead(TorchRewardHead):
         lr_schedule: "cosine" (restarted every round, as in the paper) or "constant".
         weight_decay: AdamW weight decay (paper: 0, the transformers default).
         xavier_gain: gain of the Xavier uniform init (paper: 1.0).
+        random_prior_scale: beta of randomized prior functions (Osband et al. 2018,
+            https://arxiv.org/abs/1806.03335): member k predicts f_k(x) + beta p_k(x) with p_k a
+            frozen random MLP of the same shape; 0 (default) is the paper's plain ensemble.
+        bootstrap: weight each member's loss on a pair by a fixed Exp(1) draw (the Bayesian
+            bootstrap, Rubin 1981), so members fit different reweightings of the same labels.
     """
 
     kind = "ensemble"
@@ -118,6 +164,8 @@ class EnsembleHead(TorchRewardHead):
         lr_schedule: LrSchedule = "cosine",
         weight_decay: float = 0.0,
         xavier_gain: float = 1.0,
+        random_prior_scale: float = 0.0,
+        bootstrap: bool = False,
     ) -> None:
         if num_heads < 2:
             raise HeadInputError(f"num_heads must be >= 2 for an ensemble std, got {num_heads}")
@@ -131,10 +179,26 @@ class EnsembleHead(TorchRewardHead):
         self.hidden_dim = int(hidden_dim)
         self.num_layers = int(num_layers)
         self.center_coefficient = float(center_coefficient)
+        if random_prior_scale < 0:
+            raise HeadInputError(f"random_prior_scale must be >= 0, got {random_prior_scale}")
         self.xavier_gain = float(xavier_gain)
-        network = BatchedMLPEnsemble(
-            input_dim, num_heads, hidden_dim, num_layers, make_generator(seed), xavier_gain
+        self.random_prior_scale = float(random_prior_scale)
+        self.bootstrap = bool(bootstrap)
+        generator = make_generator(seed)
+        members = BatchedMLPEnsemble(
+            input_dim, num_heads, hidden_dim, num_layers, generator, xavier_gain
         )
+        network: nn.Module = members
+        if self.random_prior_scale > 0 or self.bootstrap:
+            # drawn after the trainable members, so their initialisation is unchanged
+            network = DiversifiedEnsemble(
+                members,
+                BatchedMLPEnsemble(
+                    input_dim, num_heads, hidden_dim, num_layers, generator, xavier_gain
+                ),
+                self.random_prior_scale,
+                torch.randn(input_dim, num_heads, generator=generator),
+            )
         super().__init__(
             input_dim=input_dim,
             seed=seed,
@@ -158,6 +222,9 @@ class EnsembleHead(TorchRewardHead):
             "lr_schedule": self.lr_schedule,
             "weight_decay": self.weight_decay,
             "xavier_gain": self.xavier_gain,
+            # only when set, so that checkpoints of plain ensembles keep loading
+            **({"random_prior_scale": self.random_prior_scale} if self.random_prior_scale else {}),
+            **({"bootstrap": True} if self.bootstrap else {}),
         }
 
     def member_rewards(self, features: torch.Tensor) -> torch.Tensor:
@@ -169,7 +236,12 @@ class EnsembleHead(TorchRewardHead):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-head Bradley-Terry plus reward centring on one minibatch (anchor added by base)."""
         rewards = self.network(torch.cat([chosen, rejected], dim=0))  # (K, 2B)
-        return centred_bradley_terry(rewards, chosen.shape[0], self.center_coefficient)
+        weights = None
+        if isinstance(self.network, DiversifiedEnsemble) and self.bootstrap:
+            weights = self.network.bootstrap_weights(chosen, rejected)
+        return centred_bradley_terry(
+            rewards, chosen.shape[0], self.center_coefficient, weights=weights
+        )
 
     def predict(self, features: np.ndarray) -> RewardPrediction:
         """Mean, unbiased std and the K per-head rewards (as samples) of (M, D) features."""

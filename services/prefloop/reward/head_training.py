@@ -126,17 +126,25 @@ def bradley_terry_nll(margin: torch.Tensor) -> torch.Tensor:
 
 
 def centred_bradley_terry(
-    rewards: torch.Tensor, num_pairs: int, center_coefficient: float
+    rewards: torch.Tensor,
+    num_pairs: int,
+    center_coefficient: float,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Per-member Bradley-Terry loss plus reward centring of (S, 2B) rewards, and its parts.
 
     Why: the anchored ensemble and the epinet share ActiveUltraFeedback's data loss
     (https://arxiv.org/abs/2603.09692): ``mean -log sigmoid(r(c) - r(r))`` over members and
     pairs, plus ``center_coefficient * mean (r(c) + r(r))^2``. ``rewards`` holds the chosen
-    responses in its first ``num_pairs`` columns and the rejected ones after them.
+    responses in its first ``num_pairs`` columns and the rejected ones after them. ``weights``
+    (S, B), when given, weigh each member's pairs (a bootstrap): a weighted mean per member.
     """
     r_c, r_r = rewards[:, :num_pairs], rewards[:, num_pairs:]
-    bt = bradley_terry_nll(r_c - r_r).mean()
+    nll = bradley_terry_nll(r_c - r_r)
+    if weights is None:
+        bt = nll.mean()
+    else:
+        bt = ((weights * nll).sum(1) / weights.sum(1).clamp_min(1e-12)).mean()
     centre = ((r_c + r_r) ** 2).mean()
     loss = bt + center_coefficient * centre
     accuracy = (r_c.mean(0) > r_r.mean(0)).float().mean()

@@ -134,6 +134,22 @@ class TorchRewardHead(ABC):
             )
         return np.asarray(a.mean - b.mean, dtype=np.float64)
 
+    def pairwise_logit_samples(self, features_a: np.ndarray, features_b: np.ndarray) -> np.ndarray:
+        """(M, S) posterior draws of the logit of P(a beats b): sample s of a minus sample s of b.
+
+        Why: the predictive probability of a preference is the average of sigmoid over these
+        draws, not the sigmoid of the mean logit; calibration (``prefloop bench calibration``)
+        and the pairwise spread sigma(a - b) are read from them. Member s of an ensemble (or index
+        z_s of an epinet) scores both responses, so the draws are paired.
+        """
+        a = self.predict(features_a)
+        b = self.predict(features_b)
+        if a.samples.shape != b.samples.shape:
+            raise HeadInputError(
+                f"features_a has {a.mean.shape[0]} rows but features_b has {b.mean.shape[0]}"
+            )
+        return np.asarray(a.samples - b.samples, dtype=np.float64)
+
     def train_steps(
         self,
         chosen: np.ndarray,
