@@ -63,6 +63,7 @@ from prefloop.engine.selection import (
     RoundRule,
     cut_to_budget,
     pair_id,
+    prompts_without_distinct_pair,
     select_distinct,
     selection_pair_ids,
 )
@@ -144,6 +145,8 @@ class RoundEngine:
         self.publisher = publisher
         self._round_verdicts: list[Judgement] = []
         self._carried: list[PreferencePair] = []
+        self._stalled = False
+        """Pool scope: a round retired no prompt from the pool (the rule picked none)."""
         """Failed pairs labelled again on resume, trained on (and written) with the next round."""
 
     # -- budget -------------------------------------------------------------------------------
@@ -157,6 +160,8 @@ class RoundEngine:
     def _stop_reason(self, state: RunState) -> str:
         if state.prompt_offset >= len(self.pool):
             return "prompts exhausted"
+        if self._stalled:
+            return "no candidate prompt selected"
         if exhausted := self.remaining(state).exhausted:
             return exhausted
         mr = self.run.spec.budget.max_rounds
@@ -214,7 +219,8 @@ class RoundEngine:
         spec = self.run.spec
         r = state.round
         timings: dict[str, float] = {}
-        batch_items = self.pool[state.prompt_offset : state.prompt_offset + spec.batch_size]
+        batch_items = self.round_prompts(state)
+        pool_scope = spec.acquisition.scope == "pool"
 
         t = time.perf_counter()
         items = self.roles.generation.generate(
@@ -245,6 +251,10 @@ class RoundEngine:
             pairs_per_prompt=spec.pairs_per_prompt,
             acquisition_seed=derive_seed(spec.seed, r, "acquisition"),
             truncation_seed=derive_seed(spec.seed, r, "truncation"),
+            scope=spec.acquisition.scope,
+            prompts_per_round=spec.batch_size,
+            diversity=spec.acquisition.diversity,
+            pool_seed=derive_seed(spec.seed, r, "pool"),
         )
         left = self.remaining(state)
         sel, distinct = select_distinct(
@@ -277,7 +287,12 @@ class RoundEngine:
             timings["publish"] += time.perf_counter() - t
 
         t = time.perf_counter()
-        n_done = min(len(self.pool), state.prompt_offset + len(batch_items))
+        if pool_scope:
+            pool_done = state.pool_done + self.leaving_pool(items, batch.mask, sel)
+            self._stalled = len(pool_done) == len(state.pool_done)
+            n_done = len(pool_done)
+        else:
+            n_done = min(len(self.pool), state.prompt_offset + len(batch_items))
         train = self.roles.trainer.train(
             pairs,
             round_index=r,
@@ -293,6 +308,8 @@ class RoundEngine:
 
         state.round += 1
         state.prompt_offset = n_done
+        if pool_scope:
+            state.pool_done = pool_done
         state.model_version = train.model_version
         keep = [p for p in pairs if self._enters_dataset(p.label_source)]
         state.pairs_used += len(keep)
@@ -310,6 +327,8 @@ class RoundEngine:
         metrics["acquisition_method"] = rule.name
         metrics["budget_truncated"] = int(sel.info.get("budget_truncated", 0))
         metrics["warmup"] = warmup
+        if pool_scope:
+            metrics["candidate_prompts"] = len(items)
         metrics.update({f"heldout_{k}": v for k, v in evaluation.items()})
         metrics.update({f"{k}_seconds": v for k, v in timings.items()})
         metrics["round_seconds"] = sum(timings.values())
@@ -317,6 +336,28 @@ class RoundEngine:
         return [p.to_row() for p in keep]
 
     # -- steps ----------------------------------------------------------------------------------
+    def round_prompts(self, state: RunState) -> list[PromptItem]:
+        """The prompts of this round: the next batch, or (pool scope) the candidate pool.
+
+        Why: in pool scope the rule ranks up to ``candidatePoolSize`` not-yet-labelled prompts
+        (the first ones of the shuffled pool); held-out prompts are never in ``self.pool``.
+        """
+        spec = self.run.spec
+        if spec.acquisition.scope != "pool":
+            return self.pool[state.prompt_offset : state.prompt_offset + spec.batch_size]
+        done = set(state.pool_done)
+        candidates = [it for it in self.pool if it.prompt_id not in done]
+        size = spec.acquisition.candidate_pool_size
+        return candidates if size is None else candidates[:size]
+
+    @staticmethod
+    def leaving_pool(items: list[PromptItem], mask: np.ndarray, sel: Selection) -> list[str]:
+        """Pool scope: ids of the candidates that leave the pool this round, in pool order:
+        those with a selected pair and those with nothing to pair."""
+        leaving = prompts_without_distinct_pair(items, mask)
+        leaving[sel.prompt_index] = True
+        return [it.prompt_id for it, out in zip(items, leaving, strict=True) if out]
+
     def is_warmup(self, state: RunState) -> bool:
         """Round 0 of a run with the BGPM head: random seed labels train the head first."""
         return state.round == 0 and self.run.spec.reward_model.head.kind == "bgpm"
