@@ -221,7 +221,7 @@ def _pool_scope_rules() -> list[dict[str, str]]:
     return [
         {
             "rule": "self.scope == 'pool' || "
-            "(!has(self.candidatePoolSize) && self.diversity == 'none')",
+            "(self.candidatePoolSize == 0 && self.diversity == 'none')",
             "message": "acquisition.candidatePoolSize and acquisition.diversity apply only with "
             "acquisition.scope: pool",
             "fieldPath": ".scope",
@@ -284,7 +284,7 @@ def cel_rules() -> dict[str, list[dict[str, str]]]:
             },
             {
                 "rule": "self.acquisition.scope != 'pool' || "
-                "!has(self.acquisition.candidatePoolSize) || "
+                "self.acquisition.candidatePoolSize == 0 || "
                 "self.acquisition.candidatePoolSize >= self.batchSize",
                 "message": "acquisition.candidatePoolSize is smaller than batchSize",
                 "fieldPath": ".acquisition.candidatePoolSize",

@@ -316,9 +316,9 @@ class AcquisitionSpec(_Model):
     pair and an acquisition value for every not-yet-labelled candidate prompt and the round's
     pairs go to the batchSize prompts with the highest values; labelled prompts leave the pool
     (docs/methods.md, "Pool scope"). Needs responses.source: precomputed; refused for adpo."""
-    candidate_pool_size: Annotated[int, Field(ge=1)] | None = None
+    candidate_pool_size: Annotated[int, Field(ge=0)] = 0
     """scope: pool only: how many not-yet-labelled prompts (the next ones of the shuffled pool)
-    a round ranks; null = all of them. At least batchSize."""
+    a round ranks; 0 = all of them. Otherwise at least batchSize."""
     diversity: Literal["none", "clusters"] = "none"
     """scope: pool with a per-prompt rule only: `clusters` takes at most one prompt per k-means
     cluster of the candidates' prompt features (k = batchSize), the best of each; `none` takes
@@ -345,7 +345,7 @@ class AcquisitionSpec(_Model):
         from prefloop.acquisition.registry import get_rule
 
         if self.scope == "batch":
-            if self.candidate_pool_size is not None or self.diversity != "none":
+            if self.candidate_pool_size or self.diversity != "none":
                 raise ValueError(
                     "acquisition.candidatePoolSize and acquisition.diversity apply only with "
                     "acquisition.scope: pool; set scope: pool or remove them"
@@ -662,7 +662,7 @@ class ActiveRunSpec(_Model):
                 "candidate prompt's responses each round, which responses.source: models would "
                 "generate again every round; or use acquisition.scope: batch"
             )
-        if acq.candidate_pool_size is not None and acq.candidate_pool_size < self.batch_size:
+        if 0 < acq.candidate_pool_size < self.batch_size:
             raise ValueError(
                 f"acquisition.candidatePoolSize ({acq.candidate_pool_size}) is smaller than "
                 f"batchSize ({self.batch_size}): a round labels batchSize prompts of the pool; "

@@ -348,7 +348,7 @@ class RoundEngine:
         done = set(state.pool_done)
         candidates = [it for it in self.pool if it.prompt_id not in done]
         size = spec.acquisition.candidate_pool_size
-        return candidates if size is None else candidates[:size]
+        return candidates[:size] if size else candidates
 
     @staticmethod
     def leaving_pool(items: list[PromptItem], mask: np.ndarray, sel: Selection) -> list[str]:
