@@ -45,6 +45,20 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--cache-dir", type=Path, default=None, help="feature cache (default OUT/features)"
     )
     le.add_argument("--out", type=Path, default=Path("bench-reports/label-efficiency"))
+    le.add_argument(
+        "--scope",
+        choices=("batch", "pool", "both"),
+        default="batch",
+        help="acquisition.scope of every rule but random (both: each rule in both scopes); "
+        "or name rule@pool in --methods",
+    )
+    le.add_argument(
+        "--candidate-pool-size", type=int, default=0, help="pool scope: candidates (0: all)"
+    )
+    le.add_argument("--diversity", choices=("none", "clusters"), default="none")
+    le.add_argument(
+        "--params", default=None, help="per-method parameters: 'drts:beta=2,drts@pool:beta=1'"
+    )
 
     sp = bsub.add_parser("speed", help="acquisition / scoring / training throughput")
     sp.add_argument("--prompts", default="1000,10000,100000", help="comma list of P")
@@ -103,11 +117,12 @@ def run_bench(args: argparse.Namespace) -> int:
             run_label_efficiency,
         )
         from prefloop.bench.report import write_report
+        from prefloop.bench.scope_options import parse_method_params, with_scope
 
         cfg = LabelEfficiencyConfig(
             data=args.data,
             out=args.out,
-            methods=resolve_methods(args.methods),
+            methods=with_scope(resolve_methods(args.methods), args.scope),
             seeds=args.seeds,
             budget=args.budget,
             batch_size=args.batch_size,
@@ -121,6 +136,9 @@ def run_bench(args: argparse.Namespace) -> int:
             if args.model_ranking
             else None,
             ranking_calls=args.ranking_calls,
+            candidate_pool_size=args.candidate_pool_size,
+            diversity=args.diversity,
+            method_params=parse_method_params(args.params),
         )
         points = run_label_efficiency(cfg, console=console)
         notes = [
@@ -140,6 +158,9 @@ def run_bench(args: argparse.Namespace) -> int:
                 else f"bought with {cfg.delta_qwen_ranking_calls} judge calls on random pairs "
                 "of its training prompts (counted as its judge calls)"
             ),
+            "rule@pool: acquisition.scope pool, candidatePoolSize "
+            f"{cfg.candidate_pool_size or 'all'}, diversity {cfg.diversity}; random in batch "
+            "scope",
             "bgpm_* rules run with the BGPM head (round 0: warm-up on random seed labels); every "
             "other rule with the anchored ensemble",
             "p-values: paired Wilcoxon signed-rank vs random over seeds, Holm per (metric, test);"

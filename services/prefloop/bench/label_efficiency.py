@@ -35,6 +35,7 @@ from rich.console import Console
 from prefloop.acquisition import get_rule, rule_names
 from prefloop.bench.downstream import ProbeConfig, downstream_accuracy
 from prefloop.bench.paid_ranking import paid_model_ranking
+from prefloop.bench.scope_options import params_for, split_label
 from prefloop.data.records import PromptItem, ScoredBatch
 from prefloop.engine.build import build_embedded_roles, build_judge
 from prefloop.engine.checkpoint import derive_seed
@@ -96,6 +97,12 @@ class LabelEfficiencyConfig:
     ranking_calls: int | None = None
     """Judge calls DeltaQwen spends on ranking the models; None = a quarter of the budget."""
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    candidate_pool_size: int = 0
+    """``rule@pool`` methods: ``acquisition.candidatePoolSize`` (0 = every unlabelled prompt)."""
+    diversity: str = "none"
+    """``rule@pool`` methods: ``acquisition.diversity``."""
+    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per method label or rule: acquisition parameters (``--params``)."""
 
     def __post_init__(self) -> None:
         if self.seeds < 1 or self.budget < 1 or self.batch_size < 1:
@@ -133,7 +140,7 @@ def resolve_methods(spec: str) -> list[str]:
     if not names:
         raise BenchConfigError("--methods: give 'all' or a comma-separated list of rules")
     for n in names:
-        get_rule(n)  # raises AcquisitionError naming the registered rules
+        get_rule(split_label(n)[0])  # raises AcquisitionError naming the registered rules
     return list(dict.fromkeys(names))
 
 
@@ -148,7 +155,8 @@ def build_run(
     ``judge_calls_spent`` before the loop, e.g. on DeltaQwen's ranking)."""
     data = copy.deepcopy(BASE_MANIFEST)
     s = data["spec"]
-    data["metadata"]["name"] = f"bench-{method.replace('_', '-')}-s{seed}"
+    label, (method, scope) = method, split_label(method)
+    data["metadata"]["name"] = f"bench-{label.replace('_', '-').replace('@', '-')}-s{seed}"
     s["seed"] = seed
     s["batchSize"] = cfg.batch_size
     s["prompts"]["path"] = str(Path(cfg.data).resolve())
@@ -158,7 +166,11 @@ def build_run(
     if method.startswith("bgpm_"):
         s["rewardModel"]["head"] = {"kind": "bgpm"}
     s["acquisition"]["method"] = method
-    s["acquisition"]["params"] = dict(params or {})
+    s["acquisition"]["params"] = {**params_for(label, cfg.method_params), **(params or {})}
+    if scope == "pool":
+        s["acquisition"]["scope"] = "pool"
+        s["acquisition"]["candidatePoolSize"] = cfg.candidate_pool_size
+        s["acquisition"]["diversity"] = cfg.diversity
     s["trainer"]["epochsPerRound"] = cfg.epochs_per_round
     s["trainer"]["maxStepsPerRound"] = cfg.max_steps_per_round
     s["budget"]["maxAnnotations"] = cfg.budget - judge_calls_spent
@@ -228,7 +240,7 @@ def run_one(
     run = build_run(cfg, method, seed)
     pool, heldout = split_prompts(run, items)
     paid_calls = 0
-    if method == "delta_qwen":
+    if split_label(method)[0] == "delta_qwen":
         ranking = cfg.model_ranking
         if ranking is None:
             paid_calls = cfg.delta_qwen_ranking_calls
