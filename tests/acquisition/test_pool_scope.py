@@ -100,16 +100,33 @@ def test_diversity_takes_one_prompt_per_cluster() -> None:
     features = np.concatenate([a, b])
     values = np.array([9, 8, 7, 6, 1, 1, 3, 2, 1, 1, 1, 1], float)
     np.testing.assert_array_equal(top_prompts(values, 2), [0, 1])
-    picked = top_prompts(values, 2, features=features, rng=np.random.default_rng(5))
+    picked = top_prompts(values, 2, features=features.__getitem__, rng=np.random.default_rng(5))
     np.testing.assert_array_equal(picked, [0, 6])
-    again = top_prompts(values, 2, features=features, rng=np.random.default_rng(5))
+    again = top_prompts(values, 2, features=features.__getitem__, rng=np.random.default_rng(5))
     np.testing.assert_array_equal(picked, again)
+
+
+def test_diversity_clusters_only_the_prefilter() -> None:
+    """Only the PREFILTER x n best prompts are clustered: a lone low-value prompt far away is
+    never picked for its own cluster."""
+    features = np.zeros((30, 2))
+    features[29] = [100.0, 100.0]  # isolated, but the worst prompt
+    values = np.arange(30, 0, -1, dtype=float)
+    seen: list[np.ndarray] = []
+
+    def feats(rows: np.ndarray) -> np.ndarray:
+        seen.append(rows)
+        return features[rows]
+
+    picked = top_prompts(values, 2, features=feats, rng=np.random.default_rng(0))
+    assert 29 not in picked.tolist()
+    assert seen[0].size == 20  # PREFILTER (10) x 2
 
 
 def test_diversity_fills_from_the_best_when_clusters_run_short() -> None:
     features = np.zeros((5, 3))  # one distinct point: k-means leaves clusters empty
     values = np.array([1.0, 5.0, 3.0, 4.0, 2.0])
-    picked = top_prompts(values, 3, features=features, rng=np.random.default_rng(0))
+    picked = top_prompts(values, 3, features=features.__getitem__, rng=np.random.default_rng(0))
     np.testing.assert_array_equal(picked, [1, 3, 2])
 
 

@@ -82,6 +82,11 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default="wall",
         help="time the rules by wall clock or by process CPU time (steadier on a shared machine)",
     )
+    sp.add_argument(
+        "--pool-rules",
+        default="random,delta_ucb,drts",
+        help="rules whose pool-scope round (rule + prompt ranking) is timed; '' skips it",
+    )
     sp.add_argument("--out", type=Path, default=Path("bench-reports/speed"))
 
     lv = bsub.add_parser("live", help="HTTP client throughput against a fixed-latency fake server")
@@ -185,6 +190,7 @@ def run_bench(args: argparse.Namespace) -> int:
             against_floor=args.against_floor,
             acquisition_only=args.acquisition_only,
             clock=args.clock,
+            pool_rules=args.pool_rules,
         )
         md = run_speed(scfg, console=console)
         console.print(f"report: {md}")

@@ -155,11 +155,15 @@ def choose_pool_prompts(
     values = prompt_values(kind, inputs, sel, rng, beta=beta)
     features = None
     if rule.diversity == "clusters":
-        if inputs.features is None:
+        response_features = inputs.features
+        if response_features is None:
             raise AcquisitionError(
                 "acquisition.diversity: clusters needs text features from the reward model"
             )
-        features = prompt_features(inputs.features, inputs.mask)
+
+        def features(rows: np.ndarray) -> np.ndarray:
+            return prompt_features(response_features[rows], inputs.mask[rows])
+
     chosen = top_prompts(values, n_wanted, features=features, rng=rng)
     return keep_prompts(sel, chosen, pool_candidates=inputs.shape[0])
 
