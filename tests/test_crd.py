@@ -261,6 +261,19 @@ def test_schema_accepts_quantities_as_ints_and_strings() -> None:
         ({"storage": {"claimName": "data", "subPath": "runs/../../etc"}}, "'..'"),
         ({"roles": {"judge": {"replicas": 2}}}, "one replica"),
         ({"acquisition": {"candidatePoolSize": 100}}, "only with acquisition.scope: pool"),
+        (
+            {
+                "evaluation": {"shadowRandom": True},
+                "judge": {
+                    "kind": "pairwise",
+                    "llm": {
+                        "backend": "openai",
+                        "endpoint": {"baseUrl": "http://h:1/v1", "model": "m"},
+                    },
+                },
+            },
+            "shadowRandom needs judge.kind: oracle",
+        ),
         ({"acquisition": {"diversity": "clusters"}}, "only with acquisition.scope: pool"),
         ({"acquisition": {"scope": "pool", "method": "adpo"}}, "cannot run adpo"),
         (

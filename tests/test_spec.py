@@ -68,6 +68,19 @@ def test_defaults_fill_every_field() -> None:
         ),
         ({"acquisition": {"scope": "pooled"}}, "spec.acquisition.scope"),
         (
+            {
+                "evaluation": {"shadowRandom": True},
+                "judge": {
+                    "kind": "pairwise",
+                    "llm": {
+                        "backend": "openai",
+                        "endpoint": {"baseUrl": "http://h:1/v1", "model": "m"},
+                    },
+                },
+            },
+            "evaluation.shadowRandom needs judge.kind: oracle",
+        ),
+        (
             {"batchSize": 32, "acquisition": {"scope": "pool", "candidatePoolSize": 16}},
             "candidatePoolSize (16) is smaller than batchSize (32)",
         ),

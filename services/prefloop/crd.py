@@ -276,6 +276,12 @@ def cel_rules() -> dict[str, list[dict[str, str]]]:
             },
             *_head_rules(),
             {
+                "rule": "!self.evaluation.shadowRandom || self.judge.kind == 'oracle'",
+                "message": "evaluation.shadowRandom needs judge.kind: oracle (free labels)",
+                "fieldPath": ".evaluation.shadowRandom",
+                "reason": "FieldValueInvalid",
+            },
+            {
                 "rule": "self.acquisition.scope != 'pool' || self.responses.source != 'models'",
                 "message": "acquisition.scope: pool ranks every candidate prompt's responses "
                 "each round; it needs responses.source: precomputed",

@@ -572,6 +572,11 @@ class EvaluationSpec(_Model):
 
     heldout_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
     """Fraction of prompts set aside (never selected from) to measure pairwise accuracy."""
+    shadow_random: bool = False
+    """Also run Random on the same prompts (same seed, model and budget) into
+    `<run>/shadow-random/` and show its curve beside the run's in the summary and
+    learning_curve.png, so you see what active selection bought. Embedded runs with
+    judge.kind: oracle only (its labels are free)."""
 
 
 class OutputSpec(_Model):
@@ -647,6 +652,17 @@ class ActiveRunSpec(_Model):
                 "judge.kind: oracle reveals stored judge scores, but responses.source: models "
                 "generates new responses that have none; use a live judge (judge.kind: rubric, "
                 "pairwise or reward_model) or responses.source: precomputed with scored data"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _shadow_random_is_free(self) -> ActiveRunSpec:
+        """Mirrored by a CEL rule of the CRD (``prefloop.crd.cel_rules``)."""
+        if self.evaluation.shadow_random and self.judge.kind != "oracle":
+            raise ValueError(
+                "evaluation.shadowRandom needs judge.kind: oracle (stored scores, free labels): "
+                f"with judge.kind {self.judge.kind!r} the shadow Random run would pay the judge "
+                "again; set shadowRandom: false"
             )
         return self
 
@@ -760,7 +776,8 @@ class ActiveRun(_Model):
             | {"prompts": {"config_map": True}}
             | {"responses": {"models": {"__all__": OPERATIONAL_MODEL_FIELDS}}}
             | {"judge": JUDGE_OPERATIONAL_FIELDS}
-            | ({"acquisition": pool_fields} if batch_scope else {}),
+            | ({"acquisition": pool_fields} if batch_scope else {})
+            | {"evaluation": {"shadow_random"}},
         )
         blob = json.dumps({"name": self.metadata.name, "spec": data}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
