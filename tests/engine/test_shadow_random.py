@@ -29,7 +29,11 @@ def test_shadow_random_is_the_random_run_on_the_same_prompts(
         "spec.evaluation.shadowRandom=true",
     ]
     run_loop(repo_root, tmp_path / "pool", pool)
-    reference = run_loop(repo_root, tmp_path / "random", [*base, "spec.acquisition.method=random"])
+    reference = run_loop(
+        repo_root,
+        tmp_path / "random",
+        [*base, "spec.acquisition.method=random", "spec.acquisition.params={}"],
+    )
 
     shadow = _accuracies(tmp_path / "pool" / "shadow-random" / "metrics.jsonl")
     assert shadow == [m["heldout_accuracy"] for m in reference.state.metrics]
