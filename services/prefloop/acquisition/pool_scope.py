@@ -24,6 +24,11 @@ reasoning for each rule):
 * ``uniform``: a seeded uniform value (Random, UltraFeedback, DeltaQwen: rules with no
   model-based notion of informativeness), so pool scope picks uniformly random prompts.
 
+In the run's first round the engine ranks by ``uniform`` for every per-prompt rule
+(``RoundRule.pool_warmup``): an untrained reward model's values are its initialisation's biases,
+and ranking by them cost DRTS 0.016 held-out accuracy at 32 labels on dev.jsonl
+(docs/benchmarks.md).
+
 Batch rules (AE-DPO, AE-Borda, US-DPO, the BGPM rules, ActiveRLHF DUO/DPP) already rank pairs
 across their whole input: in pool scope the candidate pool simply *is* their batch and they are
 asked for ``batchSize * pairsPerPrompt`` pairs (``max_pairs``). ADPO, which labels every

@@ -255,6 +255,7 @@ class RoundEngine:
             prompts_per_round=spec.batch_size,
             diversity=spec.acquisition.diversity,
             pool_seed=derive_seed(spec.seed, r, "pool"),
+            pool_warmup=r == 0,
         )
         left = self.remaining(state)
         sel, distinct = select_distinct(

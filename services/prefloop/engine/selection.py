@@ -75,6 +75,9 @@ class RoundRule:
     """Pool scope: ``clusters`` takes at most one prompt per k-means cluster."""
     pool_seed: int = 0
     """Pool scope: the seed of the sampled prompt values and of the k-means."""
+    pool_warmup: bool = False
+    """Pool scope, the run's first round: per-prompt rules rank prompts by the ``uniform``
+    value (an untrained reward model's values carry no information, only its biases)."""
 
 
 def select_distinct(
@@ -148,6 +151,8 @@ def choose_pool_prompts(
     kind = rule.info.pool_value
     if kind is None or kind == "batch":
         raise AcquisitionError(f"rule {rule.info.name!r} has no per-prompt pool value")
+    if rule.pool_warmup:
+        kind = "uniform"
     affordable = math.ceil(min(left.annotations, left.pairs) / rule.pairs_per_prompt)
     n_wanted = min(rule.prompts_per_round, max(affordable, 1))
     rng = np.random.default_rng(rule.pool_seed)

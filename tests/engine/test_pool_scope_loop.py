@@ -13,6 +13,7 @@ from _loop import run_loop
 
 from prefloop.acquisition import AcquisitionInput, Selection
 from prefloop.acquisition.pool_scope import prompt_values
+from prefloop.engine.checkpoint import derive_seed
 from prefloop.engine.round_engine import Roles, split_prompts
 from prefloop.spec import load_activerun
 
@@ -72,7 +73,10 @@ def test_pool_scope_labels_the_best_prompts_of_the_candidate_pool(
     labelled: list[str] = []
     for r, (inputs, sel) in enumerate(recorder[0].calls):
         candidates = [it for it in pool if it.prompt_id not in labelled][:20]
-        values = prompt_values("pair_score", inputs, sel, np.random.default_rng(0))
+        # round 0: an untrained model's values are its biases, so prompts are drawn uniformly
+        kind = "uniform" if r == 0 else "pair_score"
+        rng = np.random.default_rng(derive_seed(run.spec.seed, r, "pool"))
+        values = prompt_values(kind, inputs, sel, rng)
         best = {candidates[i].prompt_id for i in np.argsort(-values, kind="stable")[:4]}
         this_round = {row["prompt_id"] for row in rows if row["round"] == r}
         assert this_round == best, f"round {r}"
