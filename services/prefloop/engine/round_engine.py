@@ -145,9 +145,9 @@ class RoundEngine:
         self.publisher = publisher
         self._round_verdicts: list[Judgement] = []
         self._carried: list[PreferencePair] = []
+        """Failed pairs labelled again on resume, trained on (and written) with the next round."""
         self._stalled = False
         """Pool scope: a round retired no prompt from the pool (the rule picked none)."""
-        """Failed pairs labelled again on resume, trained on (and written) with the next round."""
 
     # -- budget -------------------------------------------------------------------------------
     def remaining(self, state: RunState) -> Remaining:
