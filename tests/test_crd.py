@@ -258,6 +258,16 @@ def test_schema_accepts_quantities_as_ints_and_strings() -> None:
             },
             "at least two",
         ),
+        (
+            {
+                "responses": {
+                    "source": "models",
+                    "models": [{"name": "a", "backend": "policy"}, {"name": "b", "path": "/m"}],
+                },
+                "judge": {"kind": "reward_model", "rewardModel": {"path": "/rm"}},
+            },
+            "backend: policy",
+        ),
         ({"storage": {"claimName": "data", "subPath": "runs/../../etc"}}, "'..'"),
         ({"roles": {"judge": {"replicas": 2}}}, "one replica"),
         ({"acquisition": {"candidatePoolSize": 100}}, "only with acquisition.scope: pool"),

@@ -60,7 +60,7 @@ class RoundGuard:
         """SIGTERM: finish the round in flight, then stop."""
 
         def on_term(signum: int, frame: FrameType | None) -> None:
-            print("prefloop driver: SIGTERM, stopping after this round", file=sys.stderr)
+            log("SIGTERM, stopping after this round")
             self.stop.set()
 
         signal.signal(signal.SIGTERM, on_term)
@@ -80,6 +80,21 @@ class RoundGuard:
             return inner(*args, **kwargs)
 
         return call
+
+    def describe(self) -> str:
+        """The guard's state for the driver's log: why a driver stops is never a guess."""
+        handler = signal.getsignal(signal.SIGTERM)
+        installed = getattr(handler, "__qualname__", "").startswith("RoundGuard.")
+        return (
+            f"SIGTERM handler {'installed' if installed else f'NOT installed ({handler!r})'}, "
+            f"stop {'requested' if self.stop.is_set() else 'not requested'}"
+            + (f", step {self.step!r}" if self.step else "")
+        )
+
+
+def log(message: str) -> None:
+    """A line of the driver's own log (the pod's stderr)."""
+    print(f"prefloop driver: {message}", file=sys.stderr, flush=True)
 
 
 def checkpoint_progress(run_dir: Path) -> dict[str, Any] | None:
@@ -154,7 +169,7 @@ class ProgressReporter:
         try:
             self._kube.patch("ConfigMap", self.namespace, self.name, {"data": data})
         except Exception as exc:  # the run goes on; the operator sees a stale heartbeat
-            print(f"prefloop driver: progress report failed: {exc}", file=sys.stderr)
+            log(f"progress report failed: {exc}")
             return
         self._sent, self._sent_at = data, time.monotonic()
 
@@ -212,15 +227,22 @@ def dataset_location(run: Any, run_dir: Path) -> str:
 
 
 def run_driver(args: argparse.Namespace) -> int:
-    """Run the rounds; return the exit status (see the module doc)."""
+    """Run the rounds; return the exit status (see the module doc).
+
+    The SIGTERM handler and the first heartbeat come before the engine's imports (torch,
+    scipy, the acquisition registry: seconds, tens of seconds on a loaded node): a pod
+    suspended or evicted while it starts still stops cleanly (143), and the operator sees it
+    alive instead of replacing it as lost (``roles.driver.heartbeatTimeoutSeconds``).
+    """
+    guard = RoundGuard()
+    guard.install_signal_handler()
+    log(f"pid {os.getpid()}, {guard.describe()}")
+    reporter = ProgressReporter(args.progress_configmap, guard, args.heartbeat_seconds)
+    reporter.start()
     from prefloop.cli import report_error
     from prefloop.engine.runner import run_dir_for
     from prefloop.spec import load_activerun
 
-    guard = RoundGuard()
-    guard.install_signal_handler()
-    reporter = ProgressReporter(args.progress_configmap, guard, args.heartbeat_seconds)
-    reporter.start()  # alive before the slow imports: the first heartbeat
     try:
         run = load_activerun(args.manifest)
     except Exception as exc:
@@ -234,6 +256,7 @@ def run_driver(args: argparse.Namespace) -> int:
 
             copy_run_outputs(run_dir, run.spec.output.uri)
     except RoundsStopped:
+        log(f"stopped before a new round; {guard.describe()}")
         reporter.finish("stopped")
         return STOPPED_EXIT_CODE
     except BaseException as exc:
@@ -256,6 +279,14 @@ def _rounds(run: Any, run_dir: Path, args: argparse.Namespace, guard: RoundGuard
     from prefloop.rpc.clients import ClientConfig, connect_roles, parse_connect
 
     resume = (run_dir / "checkpoints" / "LATEST").exists()
+    done = checkpoint_progress(run_dir) if resume else None
+    log(
+        f"run directory {run_dir}: "
+        + (f"resuming after round {done['round']}" if done else "no checkpoint, a fresh run")
+        + f"; {guard.describe()}"
+    )
+    if guard.stop.is_set():  # SIGTERM while starting: no round to finish, nothing to connect
+        raise RoundsStopped("stopped before the first round")
     config = ClientConfig(retry_timeout_seconds=args.retry_timeout_seconds)
     metrics = None
     if args.metrics_port:

@@ -38,6 +38,7 @@ from prefloop.spec import ActiveRun, SpecError, parse_activerun
 from prefloop.spec_cluster import SERVICE_ROLES
 from prefloop_operator import children as ch
 from prefloop_operator.kube import Kube, load_config
+from prefloop_operator.post_training import ensure_post_training
 from prefloop_operator.progress import Progress, now_rfc3339
 from prefloop_operator.status import (
     INVALID_SPEC,
@@ -207,9 +208,14 @@ def _reconcile(
     if status["phase"] in TERMINAL and not over:  # release the GPUs (and the CPUs) now
         children = observe_children(kube, namespace, name)
         _ensure_roles(kube, run, owner, defaults, children, suspended=suspend, finished=True)
+    if ensure_post_training(kube, run, owner, defaults, status["phase"], children):
+        _event(live, "Normal", "PostTrainingStarted", f"{ch.child_name(name, 'post-training')}")
 
 
-CHILD_KINDS = ("ConfigMap", "ServiceAccount", "Role", "RoleBinding", "Deployment", "Service", "Job")
+# The driver Job first: its progress ConfigMap, read after it, is then at least as new as the
+# Job's state (a driver writes "finished" before it exits), never a stale report beside a
+# Complete Job, which would fail the run for good (tests/operator/test_observe_order.py).
+CHILD_KINDS = ("Job", "ConfigMap", "ServiceAccount", "Role", "RoleBinding", "Deployment", "Service")
 
 
 def observe_children(kube: Kube, namespace: str, run: str) -> dict[tuple[str, str], Any]:
@@ -372,7 +378,7 @@ def delete_children(kube: Kube, namespace: str, run: str) -> list[str]:
     """Delete every child of the run (the ownerReferences would too, but a finalizer must
     not depend on the garbage collector); the PVC and output.uri are never touched."""
     gone = []
-    targets = [("Job", "driver")]
+    targets = [("Job", "driver"), ("Job", "post-training")]
     targets += [(kind, role) for role in SERVICE_ROLES for kind in ("Deployment", "Service")]
     targets += [("ConfigMap", "manifest"), ("ConfigMap", "progress")]
     targets += [(kind, "driver") for kind in ("RoleBinding", "Role", "ServiceAccount")]

@@ -342,6 +342,16 @@ def _serve_arguments(srv: argparse.ArgumentParser) -> None:
         "announces checkpoints, the reward service follows checkpoints (use with kafka= in "
         "prefloop run --connect)",
     )
+    srv.add_argument(
+        "--ui-port",
+        type=int,
+        help="judge with judge.kind: human: port of the labelling page (docs/human-judge.md)",
+    )
+    srv.add_argument(
+        "--ui-host",
+        default="127.0.0.1",
+        help="interface of --ui-port (default 127.0.0.1; put it behind a TLS proxy to open it)",
+    )
     srv.add_argument("--max-message-mb", type=float, default=64.0, help="largest message (MiB)")
     srv.add_argument(
         "--grace", type=float, default=30.0, help="seconds in-flight calls get on SIGTERM"
@@ -373,6 +383,8 @@ def _serve(args: argparse.Namespace) -> int:
         state_dir=args.state_dir or base / args.role,
         checkpoint_dir=args.checkpoint_dir or base / "checkpoints",
         kafka=args.kafka,
+        ui_host=args.ui_host,
+        ui_port=args.ui_port,
     )
     return 0
 
@@ -385,12 +397,20 @@ def _validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", type=Path, help="ActiveRun YAML file")
     _overrides_argument(p)
     _output_format_argument(p)
+    p.add_argument(
+        "--for",
+        dest="mode",
+        choices=("run", "judge-ui", "services"),
+        default="run",
+        help="the command that will run it: run (embedded, default), judge-ui (a human judge's "
+        "page; checks the annotators' tokens) or services (prefloop run --connect)",
+    )
 
 
 def _validate(args: argparse.Namespace) -> int:
     from prefloop.cli_info import validate_command
 
-    return validate_command(args.manifest, args.overrides, args.output_format)
+    return validate_command(args.manifest, args.overrides, args.output_format, args.mode)
 
 
 def _status_arguments(p: argparse.ArgumentParser) -> None:

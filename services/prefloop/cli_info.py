@@ -62,11 +62,15 @@ def methods_command(output_format: str) -> int:
     return EXIT_OK
 
 
-def validate_command(manifest: Path, overrides: list[str], output_format: str) -> int:
+def validate_command(
+    manifest: Path, overrides: list[str], output_format: str, mode: str = "run"
+) -> int:
     """``prefloop validate``: the manifest, then its data; warnings for unreachable budgets.
 
     Why: everything ``prefloop run`` would reject before its first round is found here, without
-    building a model; with ``-o json`` a tool gets the errors as data.
+    building a model; with ``-o json`` a tool gets the errors as data. ``mode`` (``--for``) says
+    which command will run it: embedded ``run`` refuses a human judge, ``judge-ui`` checks the
+    annotators' tokens, ``services`` (a driver of role services) neither.
     """
     from prefloop.engine.preflight import check_data, run_dir_for
     from prefloop.spec import SpecError, load_activerun
@@ -74,6 +78,10 @@ def validate_command(manifest: Path, overrides: list[str], output_format: str) -
 
     try:
         run = load_activerun(manifest, overrides)
+        if run.spec.judge.kind == "human":
+            from prefloop.judge.human.judge import check_human_run
+
+            check_human_run(run, mode, manifest.resolve().parent)
         data = check_data(run, manifest.resolve().parent)
     except (SpecError, DataError) as e:
         if output_format != "text":

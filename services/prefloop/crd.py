@@ -274,6 +274,14 @@ def cel_rules() -> dict[str, list[dict[str, str]]]:
                 "fieldPath": ".trainer.replayBufferSize",
                 "reason": "FieldValueInvalid",
             },
+            {
+                "rule": "self.trainer.kind == 'policy' || "
+                "!self.responses.models.exists(m, m.backend == 'policy')",
+                "message": "responses.models: backend: policy samples from the policy in the "
+                "loop, but trainer.kind is not policy",
+                "fieldPath": ".trainer.kind",
+                "reason": "FieldValueInvalid",
+            },
             *_head_rules(),
             {
                 "rule": "!self.evaluation.shadowRandom || self.judge.kind == 'oracle'",

@@ -127,9 +127,11 @@ class ModelSpec(_Model):
     path: Annotated[str, Field(min_length=1)] | None = None
     """Local model directory (Hugging Face format), for `transformers` and `vllm`. Nothing is
     downloaded at run time."""
-    backend: Literal["transformers", "vllm", "openai"] = "transformers"
-    """Inference engine: `transformers` (CPU or GPU), `vllm` (GPU, extra `prefloop[vllm]`) or
-    `openai` (any OpenAI-compatible chat endpoint: a vLLM or TGI server, a hosted API)."""
+    backend: Literal["transformers", "vllm", "openai", "policy"] = "transformers"
+    """Inference engine: `transformers` (CPU or GPU), `vllm` (GPU, extra `prefloop[vllm]`),
+    `openai` (any OpenAI-compatible chat endpoint: a vLLM or TGI server, a hosted API) or
+    `policy`: samples from the policy being trained (`trainer.kind: policy`, embedded runs;
+    AE-Borda-DPO online), needing no `path`."""
     endpoint: HttpEndpointConfig | None = None
     """The endpoint of an `openai` model: URL, model name, API key source, limits, retries."""
     max_new_tokens: Annotated[int, Field(ge=1)] | None = None
@@ -152,7 +154,7 @@ class ModelSpec(_Model):
             raise ValueError(
                 f"model {self.name!r}: backend: openai needs `endpoint` (baseUrl, model)"
             )
-        if self.backend != "openai" and self.path is None:
+        if self.backend in ("transformers", "vllm") and self.path is None:
             raise ValueError(f"model {self.name!r}: backend: {self.backend} needs `path`")
         for backend, field in BACKEND_FIELDS.items():
             if backend != self.backend and field in self.model_fields_set:
@@ -450,7 +452,8 @@ class JudgeSpec(_Model):
     response on UltraFeedback's four aspects (1-5, the expected rating from first-token
     log-probabilities), the higher mean wins. `pairwise`: an LLM compares the two responses,
     asked in both orders. `reward_model`: a local reward model scores each response. `human`:
-    people label the pairs on a web page (`prefloop judge-ui`; docs/human-judge.md)."""
+    people label the pairs on a web page (`prefloop judge-ui`, or `prefloop serve judge
+    --ui-port`; docs/human-judge.md)."""
     mode: Literal["deterministic", "bradley_terry"] = "deterministic"
     """`oracle`, `rubric`, `reward_model`: `deterministic`: the higher score wins;
     `bradley_terry`: the label is sampled with P(a > b) = sigmoid((T(s_a) - T(s_b)) /
@@ -683,6 +686,18 @@ class ActiveRunSpec(_Model):
                 f"acquisition.candidatePoolSize ({acq.candidate_pool_size}) is smaller than "
                 f"batchSize ({self.batch_size}): a round labels batchSize prompts of the pool; "
                 "raise candidatePoolSize or lower batchSize"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _policy_samples_need_a_policy(self) -> ActiveRunSpec:
+        """Mirrored by a CEL rule of the CRD (``prefloop.crd.cel_rules``)."""
+        sampled = [m.name for m in self.responses.models if m.backend == "policy"]
+        if sampled and self.trainer.kind != "policy":
+            raise ValueError(
+                f"responses.models {sampled}: backend: policy samples from the policy in the "
+                "loop, but trainer.kind is not policy; set trainer.kind: policy (and "
+                "trainer.policy.model) or give these models a path and another backend"
             )
         return self
 

@@ -1,10 +1,10 @@
 """The human judge's part of the ActiveRun spec (``judge.kind: human``, ``judge.human``).
 
-People label the pairs the acquisition rule picked on a web page (``prefloop judge-ui``,
-docs/human-judge.md): each pair goes to ``annotatorsPerPair`` people, the majority vote is the
-label, and a round may time out, its unlabelled pairs then carried or dropped. The annotators'
-tokens are secrets, so the spec names where to read them (a file or an environment variable),
-never the tokens themselves.
+People label the pairs the acquisition rule picked on a web page (``prefloop judge-ui``, or
+the judge service's ``--ui-port``; docs/human-judge.md): each pair goes to
+``annotatorsPerPair`` people, the majority vote is the label, and a round may time out, its
+unlabelled pairs then carried or dropped. The annotators' tokens are secrets, so the spec names
+where to read them (a file or an environment variable), never the tokens themselves.
 
 Kept apart from :mod:`prefloop.spec` (which imports it) so the judge reads its settings without
 the rest of the spec; it imports nothing heavy.
@@ -12,7 +12,7 @@ the rest of the spec; it imports nothing heavy.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -29,9 +29,10 @@ class HumanJudgeSpec(SpecModel):
     round_timeout_seconds: Annotated[float, Field(gt=0.0)] | None = None
     """How long a round waits for labels; None waits until every pair is labelled."""
     on_timeout: Literal["carry", "drop"] = "carry"
-    """Pairs still unlabelled when the round times out: `carry` keeps them in the queue (the run
-    records them as failed, never labelled by anything else, and takes their labels when it asks
-    again on `--resume`); `drop` removes them from the queue for good."""
+    """Pairs still unlabelled when the round times out (recorded as failed, no budget spent,
+    never labelled by anything else): `carry` asks for them again with the next round's pairs of
+    the same run (first in line, shown only to people who have not labelled them; also on
+    `--resume`); `drop` removes them for good and counts them (`human_pairs_dropped`)."""
     tokens_file: Annotated[str, Field(min_length=1)] | None = None
     """A YAML file mapping each annotator's name to their login token (relative to the
     manifest). Without it the tokens come from `tokensEnv`."""
@@ -45,3 +46,13 @@ class HumanJudgeSpec(SpecModel):
         if len(set(self.leads)) != len(self.leads):
             raise ValueError(f"leads must be distinct, got {self.leads}")
         return self
+
+
+def carries_timed_out_pairs(run: Any) -> bool:
+    """Whether ``run`` (an ActiveRun) asks a timed-out round's pairs again in its next round.
+
+    Why: only people are waited for with a timeout; with ``onTimeout: carry`` the round engine
+    puts the pairs still short of votes in front of the next round's (docs/human-judge.md).
+    """
+    judge = run.spec.judge
+    return judge.kind == "human" and (judge.human or HumanJudgeSpec()).on_timeout == "carry"

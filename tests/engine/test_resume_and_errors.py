@@ -7,23 +7,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from _run_process import latest_round, run_command
 from prefloop.cli import main
 from prefloop.data.run_dataset import dataset_file
 from prefloop.data.writers import read_dataset
-
-
-def _cmd(repo_root: Path, out: Path, overrides: list[str], *extra: str) -> list[str]:
-    cmd = [sys.executable, "-m", "prefloop.cli", "run", str(repo_root / "examples/quickstart.yaml")]
-    cmd += ["--output", str(out), *extra]
-    for ov in overrides:
-        cmd += ["--set", ov]
-    return cmd
 
 
 def _args(repo_root: Path, out: Path, overrides: list[str]) -> list[str]:
@@ -31,13 +23,6 @@ def _args(repo_root: Path, out: Path, overrides: list[str]) -> list[str]:
     for ov in overrides:
         args += ["--set", ov]
     return args
-
-
-def _latest_round(out: Path) -> int:
-    pointer = out / "checkpoints" / "LATEST"
-    if not pointer.exists():
-        return 0
-    return int(pointer.read_text().strip().split("-")[1])
 
 
 @pytest.mark.model
@@ -54,29 +39,34 @@ def test_sigkill_then_resume_gives_the_uninterrupted_dataset(
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # warm the shared feature cache and get the reference run
     full = tmp_path / "full"
-    subprocess.run(_cmd(repo_root, full, overrides), check=True, env=env, capture_output=True)
+    subprocess.run(
+        run_command(repo_root, full, overrides), check=True, env=env, capture_output=True
+    )
     reference = read_dataset(dataset_file(full))
     assert len(reference) == 32  # 40 prompts, 8 held out, 8 rounds of 4
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        _cmd(repo_root, killed, overrides),
+        run_command(repo_root, killed, overrides),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 300
-    while _latest_round(killed) < 3 and proc.poll() is None and time.monotonic() < deadline:
+    while latest_round(killed) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert proc.poll() is None, "the run finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = _latest_round(killed)
+    done = latest_round(killed)
     assert 3 <= done < 8
     assert not dataset_file(killed).exists()
 
     subprocess.run(
-        _cmd(repo_root, killed, overrides, "--resume"), check=True, env=env, capture_output=True
+        run_command(repo_root, killed, overrides, "--resume"),
+        check=True,
+        env=env,
+        capture_output=True,
     )
     resumed = read_dataset(dataset_file(killed))
     assert resumed == reference

@@ -43,6 +43,14 @@ def write_pool(repo_root: Path, path: Path, *, xss: bool = False) -> dict[tuple[
     }
 
 
+def choice_by_score(pair: dict[str, Any], scores: dict[tuple[str, str], float]) -> str:
+    """What a person who prefers the higher stored score clicks for ``pair`` as ``/api/next``
+    shows it (the side's choice, ``tie`` on equal scores)."""
+    by_text = {text: s for (_, text), s in scores.items()}
+    left, right = by_text[pair["left_text"]], by_text[pair["right_text"]]
+    return "tie" if left == right else str(pair["left_choice" if left > right else "right_choice"])
+
+
 def manifest(
     tmp: Path, pool: Path, cache: Path, judge: dict[str, Any], name: str = "human"
 ) -> Path:
@@ -73,6 +81,17 @@ def manifest(
     return path
 
 
+def oracle_result(tmp: Path, pool: Path, cache: Path, name: str) -> RunResult:
+    """The tiny run labelled by the deterministic stored-score oracle (what people should match)."""
+    path = manifest(tmp, pool, cache, {"kind": "oracle", "mode": "deterministic"}, name)
+    return execute(load_activerun(path), output=str(tmp / "oracle"), console=Console(quiet=True))
+
+
+def rows_without_judge(result: RunResult) -> list[dict[str, Any]]:
+    """The dataset rows but for the judge's name and rationale (which name who labelled)."""
+    return [{k: v for k, v in r.items() if k not in ("judge", "rationale")} for r in result.rows]
+
+
 def human_judge_spec(tokens_file: Path, **human: Any) -> dict[str, Any]:
     """``judge`` of a human run whose tokens are in ``tokens_file``."""
     return {"kind": "human", "human": {"tokensFile": str(tokens_file), **human}}
@@ -90,6 +109,7 @@ class LiveRun:
     thread: threading.Thread | None = None
     result: list[RunResult] = field(default_factory=list)
     error: list[BaseException] = field(default_factory=list)
+    resume: bool = False
 
     @property
     def url(self) -> str:
@@ -102,6 +122,7 @@ class LiveRun:
                     execute(
                         self.run,
                         output=str(self.out),
+                        resume=self.resume,
                         roles=self.roles,
                         console=Console(quiet=True),
                     )
@@ -123,9 +144,9 @@ class LiveRun:
         return self.result[0]
 
 
-def live_run(manifest_path: Path, out: Path) -> LiveRun:
+def live_run(manifest_path: Path, out: Path, *, resume: bool = False) -> LiveRun:
     """Build the run's roles, serve its page on a free loopback port (the run not started)."""
     run = load_activerun(manifest_path)
     roles, _, _ = build_embedded_roles(run, out, manifest_path.parent)
     judge = human_judge_of(roles)
-    return LiveRun(run, out, roles, judge, PageServer(judge).start())
+    return LiveRun(run, out, roles, judge, PageServer(judge).start(), resume=resume)

@@ -10,6 +10,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -54,13 +55,18 @@ def browser(tmp_path: Path) -> Iterator[object]:
         driver.quit()
 
 
-def _requested_urls(driver: object) -> list[str]:
-    urls = []
+def _network(driver: object) -> tuple[list[str], dict[str, set[int]]]:
+    """URLs the page requested, and the statuses answered per URL (the log drains on read)."""
+    urls: list[str] = []
+    statuses: dict[str, set[int]] = {}
     for entry in driver.get_log("performance"):  # type: ignore[attr-defined]
         message = json.loads(entry["message"])["message"]
         if message["method"] == "Network.requestWillBeSent":
             urls.append(message["params"]["request"]["url"])
-    return urls
+        elif message["method"] == "Network.responseReceived":
+            response = message["params"]["response"]
+            statuses.setdefault(response["url"], set()).add(int(response["status"]))
+    return urls, statuses
 
 
 def test_label_a_round_in_the_browser(
@@ -92,6 +98,17 @@ def test_label_a_round_in_the_browser(
         forms = d.find_elements(By.ID, "label-form")  # type: ignore[attr-defined]
         return forms[0].get_attribute("data-pair") if forms else None
 
+    def press(key: str) -> None:
+        """A shortcut key; each one submits a form: wait until the next page has loaded."""
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        body = d.find_element(By.TAG_NAME, "body")  # type: ignore[attr-defined]
+        body.send_keys(key)
+        wait: Any = WebDriverWait(d, 60)
+        wait.until(expected_conditions.staleness_of(body))
+        wait.until(lambda drv: drv.execute_script("return document.readyState") == "complete")
+
     def wait_for_pair() -> str:
         for _ in range(600):
             if (pid := shown_pair()) is not None:
@@ -99,9 +116,8 @@ def test_label_a_round_in_the_browser(
             d.refresh()  # type: ignore[attr-defined]
         raise AssertionError("no pair shown")
 
-    body = d.find_element(By.TAG_NAME, "body")  # type: ignore[attr-defined]
     seen: list[str] = []
-    first = wait_for_pair()
+    first = wait_for_pair()  # may reload the page: elements are looked up after it
     # the untrusted response is shown as text, never run
     if "alert(1)" in d.page_source:  # type: ignore[attr-defined]
         text = d.find_element(By.CLASS_NAME, "sides").text  # type: ignore[attr-defined]
@@ -111,7 +127,7 @@ def test_label_a_round_in_the_browser(
         d.switch_to.alert.text  # type: ignore[attr-defined]  # noqa: B018
     d.save_screenshot(str(repo_root / "docs" / "img" / "human-judge.png"))  # type: ignore[attr-defined]
 
-    body.send_keys("1")
+    press("1")
     seen.append(first)
     second = wait_for_pair()
     assert second != first
@@ -120,10 +136,10 @@ def test_label_a_round_in_the_browser(
     events = (tmp_path / "run" / "human-labels" / "events.jsonl").read_text().splitlines()
     assert [json.loads(e)["pair_id"] for e in events] == [first]
 
-    d.find_element(By.TAG_NAME, "body").send_keys("u")  # type: ignore[attr-defined]  # undo
+    press("u")  # undo
     assert shown_pair() == first
-    d.find_element(By.TAG_NAME, "body").send_keys("1")  # type: ignore[attr-defined]
-    d.find_element(By.TAG_NAME, "body").send_keys("2")  # type: ignore[attr-defined]
+    press("1")
+    press("2")
     seen.append(second)
 
     # bob votes the other way on the first pair and the same on the second: a tie and a win
@@ -173,7 +189,11 @@ def test_label_a_round_in_the_browser(
             live.thread.join(0.05)
     result = live.finish()
 
-    assert not any("/pwned" in u for u in _requested_urls(d)), "the onerror handler ran"
+    urls, statuses = _network(d)
+    assert not any("/pwned" in u for u in urls), "the onerror handler ran"
+    # the stylesheets and the script load, on the sign-in form too (no token needed for them)
+    for asset in ("/static/style.css", "/static-gen/highlight.css", "/static/app.js"):
+        assert statuses.get(f"{url}{asset}") == {200}, (asset, statuses.get(f"{url}{asset}"))
     rounds = [
         json.loads(line)
         for line in (tmp_path / "run" / "human-labels" / "rounds.jsonl").read_text().splitlines()

@@ -8,16 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _human_run import human_judge_spec, live_run, manifest, write_pool
-from rich.console import Console
-
-from prefloop.engine.runner import execute
-from prefloop.spec import load_activerun
+from _human_run import (
+    choice_by_score,
+    human_judge_spec,
+    live_run,
+    manifest,
+    oracle_result,
+    rows_without_judge,
+    write_pool,
+)
 
 
 def _label_by_score(url: str, token: str, scores: dict[tuple[str, str], float], run: Any) -> int:
     """Label every pair shown to this person by the stored scores until the run ends."""
-    by_text = {text: s for (_, text), s in scores.items()}
     headers = {"Authorization": f"Bearer {token}"}
     labelled = 0
     with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
@@ -27,10 +30,7 @@ def _label_by_score(url: str, token: str, scores: dict[tuple[str, str], float], 
             if pair is None:
                 run.thread.join(0.05)
                 continue
-            left, right = by_text[pair["left_text"]], by_text[pair["right_text"]]
-            choice = (
-                "tie" if left == right else pair["left_choice" if left > right else "right_choice"]
-            )
+            choice = choice_by_score(pair, scores)
             r = client.post(
                 "/api/label",
                 data={"pair_id": pair["pair_id"], "choice": choice, "csrf": nxt["csrf"]},
@@ -45,14 +45,7 @@ def test_human_labels_by_score_give_the_oracle_rows(
 ) -> None:
     pool = tmp_path / "pool.jsonl"
     scores = write_pool(repo_root, pool)
-    oracle_manifest = manifest(
-        tmp_path, pool, human_feature_cache, {"kind": "oracle", "mode": "deterministic"}, "same"
-    )
-    oracle = execute(
-        load_activerun(oracle_manifest),
-        output=str(tmp_path / "oracle"),
-        console=Console(quiet=True),
-    )
+    oracle = oracle_result(tmp_path, pool, human_feature_cache, "same")
     human_manifest = manifest(
         tmp_path, pool, human_feature_cache, human_judge_spec(tokens_file), "same"
     )
@@ -62,10 +55,7 @@ def test_human_labels_by_score_give_the_oracle_rows(
 
     assert labelled == len(oracle.rows) == 4
     assert (tmp_path / "human" / "human-labels" / "events.jsonl").read_text().count("\n") == 4
-    drop = {"judge", "rationale"}
-    oracle_rows = [{k: v for k, v in r.items() if k not in drop} for r in oracle.rows]
-    human_rows = [{k: v for k, v in r.items() if k not in drop} for r in human.rows]
-    assert human_rows == oracle_rows
+    assert rows_without_judge(human) == rows_without_judge(oracle)
     assert {r["judge"] for r in human.rows} == {"human"}
     # the judge's own round numbers (votes, agreement, position) land in the round metrics
     last = human.state.metrics[-1]

@@ -50,3 +50,39 @@ def test_token_and_csrf_required() -> None:
     csrf = client.get("/api/next").json()["csrf"]
     ok = client.post("/label", data={"pair_id": "pair-1", "choice": "a", "csrf": csrf})
     assert ok.status_code == 200 and [v.choice for v in judge.queue.votes_of("pair-1")] == ["a"]
+
+
+def test_static_assets_need_no_token_but_every_page_and_api_call_does() -> None:
+    client, _ = _client()
+    login = client.get("/login")
+    assert login.status_code == 200
+    # the login page loads its stylesheet, highlight styles and script without a session
+    for path, kind in (
+        ("/static/style.css", "text/css"),
+        ("/static-gen/highlight.css", "text/css"),
+        ("/static/app.js", "javascript"),
+    ):
+        assert f'"{path}"' in login.text
+        r = client.get(path)
+        assert r.status_code == 200 and kind in r.headers["content-type"], path
+        assert "default-src 'none'" in r.headers["content-security-policy"]
+    assert client.get("/static/../app.py").status_code in (401, 404)  # no escape from static/
+
+    # every other route, whatever its method, answers 401 without a token or with a wrong one
+    app = client.app
+    routes = [
+        (method, route.path)
+        for route in app.routes  # type: ignore[attr-defined]
+        for method in getattr(route, "methods", None) or ()
+        if not route.path.startswith(("/static", "/login"))
+    ]
+    assert {"/", "/label", "/undo", "/queue", "/logout", "/api/next", "/api/label"} <= {
+        p for _, p in routes
+    }
+    for method, path in [*routes, ("GET", "/no-such-page"), ("GET", "/api/no-such-call")]:
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            r = client.request(method, path, headers=headers, follow_redirects=False)
+            assert r.status_code == 401, (method, path, r.status_code)
+            if path.startswith("/api/"):
+                assert r.json() == {"error": "token required"}
+    assert client.get("/api/progress", headers={"Authorization": "Bearer tok-a"}).status_code == 200

@@ -10,7 +10,8 @@ the args, env and working directory are rewritten from mount paths to those dire
 the metrics port to a free one (a pod has its own network namespace; this host does not).
 
 It writes back what the Job controller would: ``active``/``ready``/``startTime`` when the pod
-runs; on exit, the Job's ``podFailurePolicy`` decides (``FailJob``, ``Ignore`` or count against
+runs; on exit (a process killed by signal N exits 128 + N, as in a container), the Job's
+``podFailurePolicy`` decides (``FailJob``, ``Ignore`` or count against
 ``backoffLimit``), then Complete, Failed, or a new pod. ``spec.suspend: true`` sends SIGTERM and,
 once the pod has exited, reports the Job Suspended; a deleted Job's pod gets SIGKILL. And
 :meth:`FakeKubelet.lose_node` SIGKILLs the driver *without reporting anything*, as when the
@@ -35,14 +36,38 @@ from cluster import NS, Cluster
 from prefloop.bus.tansu import free_port
 from prefloop_operator.progress import now_rfc3339
 
+MAX_START_FAILURES = 3
+"""Consecutive failures to start a pod's process after which :meth:`FakeKubelet.healthy` fails."""
+
 
 @dataclass
 class PodRun:
+    """One driver pod: its process, and its log (stdout and stderr) kept after it exits."""
+
+    name: str
     job: str
     uid: str
     proc: subprocess.Popen[bytes]
     log: Path
+    started: float
     terminating: bool = False
+    exit_code: int | None = None
+    """The process's exit status once it has exited (negative: killed by that signal)."""
+    ran_seconds: float | None = None
+
+    def describe(self, tail_lines: int = 12) -> str:
+        """One pod for a failure message: name, exit code, run time and the tail of its log."""
+        if self.exit_code is None:
+            state = "running" if self.proc.poll() is None else f"exited {self.proc.returncode}"
+        else:
+            killed = f" (signal {-self.exit_code})" if self.exit_code < 0 else ""
+            state = f"exit code {self.exit_code}{killed} after {self.ran_seconds:.1f}s"
+        try:
+            lines = self.log.read_text(errors="replace").splitlines()
+        except OSError as exc:
+            lines = [f"(no log: {exc})"]
+        tail = "\n".join(f"    | {line}" for line in lines[-tail_lines:]) or "    | (empty log)"
+        return f"  pod {self.name}: {state}\n{tail}"
 
 
 @dataclass
@@ -54,6 +79,8 @@ class JobBook:
     done: bool = False
     lost: bool = False
     exit_codes: list[int] = field(default_factory=list)
+    start_failures: int = 0
+    """Consecutive failures to start its pod's process (reset by a start)."""
 
 
 class FakeKubelet:
@@ -68,8 +95,11 @@ class FakeKubelet:
         self.env = env
         self.running: dict[str, PodRun] = {}
         self.books: dict[str, JobBook] = {}
-        self.logs: list[Path] = []
+        self.pods: list[PodRun] = []
+        """Every pod started, in order, exited ones included (their exit codes and logs)."""
         self.errors: list[str] = []
+        self.start_failures: list[str] = []
+        """Every pod whose process could not be started, with the error."""
         self._stop = threading.Event()
         self._lock = threading.RLock()
         self._thread = threading.Thread(target=self._loop, name="kubelet", daemon=True)
@@ -85,7 +115,7 @@ class FakeKubelet:
             for pod in self.running.values():
                 with contextlib.suppress(ProcessLookupError):
                     pod.proc.kill()
-                pod.proc.wait(10)
+                self._record_exit(pod)
 
     # -- what tests do ------------------------------------------------------------------------
     def lose_node(self) -> str:
@@ -93,10 +123,35 @@ class FakeKubelet:
         with self._lock:
             (uid, pod), *_ = self.running.items()
             pod.proc.kill()
-            pod.proc.wait(10)
+            self._record_exit(pod)
             del self.running[uid]
             self.books[uid].lost = True
             return uid
+
+    def report(self, last: int = 4) -> str:
+        """The last pods' exit codes and log tails, and the loop's errors: what a failing
+        test prints (a pod that exits at once says why only here)."""
+        with self._lock:
+            pods = list(self.pods)
+            errors = list(self.errors[-5:])
+        codes: dict[int | None, int] = {}
+        for pod in pods:
+            codes[pod.exit_code] = codes.get(pod.exit_code, 0) + 1
+        lines = [f"kubelet: {len(pods)} driver pods, exit codes (None: running) {codes}"]
+        lines += [pod.describe() for pod in pods[-last:]]
+        lines += [f"  loop error: {e}" for e in errors]
+        lines += [f"  could not start: {e}" for e in self.start_failures[-3:]]
+        return "\n".join(lines)
+
+    def healthy(self) -> bool:
+        """True, or RuntimeError (which ``eventually`` does not swallow) once a pod's process
+        could not be started three times in a row: the test machine, not the operator, is at
+        fault, and waiting longer cannot help."""
+        with self._lock:
+            stuck = [b for b in self.books.values() if b.start_failures >= MAX_START_FAILURES]
+            if stuck:
+                raise RuntimeError(f"the kubelet cannot start driver pods\n{self.report()}")
+        return True
 
     def driver_running(self) -> bool:
         with self._lock:
@@ -114,12 +169,18 @@ class FakeKubelet:
                 for uid in [u for u in self.running if u not in seen]:  # Job deleted
                     pod = self.running.pop(uid)
                     pod.proc.kill()
-                    pod.proc.wait(10)
+                    self._record_exit(pod)
                 for job in jobs:
                     try:
                         self._sync(job)
                     except Exception as exc:  # e.g. the Job was deleted meanwhile: next tick
                         self.errors.append(f"{job['metadata']['name']}: {exc!r}")
+
+    @staticmethod
+    def _record_exit(pod: PodRun) -> None:
+        """Reap the pod's process and keep its exit code and run time."""
+        pod.exit_code = pod.proc.wait(10)
+        pod.ran_seconds = time.monotonic() - pod.started
 
     def _patch_status(self, job: dict[str, Any], status: dict[str, Any]) -> None:
         name = job["metadata"]["name"]
@@ -153,7 +214,8 @@ class FakeKubelet:
             self._start(job, book)
 
     def _exited(self, job: dict[str, Any], book: JobBook, pod: PodRun, suspended: bool) -> None:
-        code = pod.proc.returncode
+        self._record_exit(pod)
+        code = container_exit_code(pod.proc.returncode)
         book.exit_codes.append(code)
         del self.running[pod.uid]
         action = _policy_action(job, code)
@@ -198,7 +260,6 @@ class FakeKubelet:
     def _start(self, job: dict[str, Any], book: JobBook) -> None:
         uid, name = job["metadata"]["uid"], job["metadata"]["name"]
         pod_name = f"{name}-{uid[:5]}-{book.pods}"
-        book.pods += 1
         root = self.work / pod_name
         spec = job["spec"]["template"]["spec"]
         mounts = self._mount(spec, root)
@@ -217,16 +278,25 @@ class FakeKubelet:
             ) == "metadata.name":
                 env[var["name"]] = pod_name
         log = self.work / f"{pod_name}.log"
-        self.logs.append(log)
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [_map(c, mounts) for c in cmd],
-                cwd=_map(container.get("workingDir", str(root)), mounts),
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        self.running[uid] = PodRun(name, uid, proc, log)
+        try:
+            with log.open("wb") as out:
+                proc = subprocess.Popen(
+                    [_map(c, mounts) for c in cmd],
+                    cwd=_map(container.get("workingDir", str(root)), mounts),
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+        except OSError as exc:  # no process: no pod, no empty log; said, then retried
+            log.unlink(missing_ok=True)
+            book.start_failures += 1
+            self.start_failures.append(f"{pod_name}: {exc!r}")
+            return
+        book.pods += 1
+        book.start_failures = 0
+        pod = PodRun(pod_name, name, uid, proc, log, time.monotonic())
+        self.running[uid] = pod
+        self.pods.append(pod)
         self._patch_status(
             job,
             {
@@ -257,6 +327,12 @@ class FakeKubelet:
             local.mkdir(parents=True, exist_ok=True)
             out[m["mountPath"]] = local
         return out
+
+
+def container_exit_code(returncode: int) -> int:
+    """The exit code a container runtime reports: a process killed by signal N exits 128 + N
+    (SIGTERM: 143), where Python's ``returncode`` says -N."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def _map(text: str, mounts: dict[str, Path]) -> str:

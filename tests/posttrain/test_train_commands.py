@@ -168,3 +168,29 @@ def test_dpo_with_deepspeed_zero3_on_a_gpu(
     argv += ["--output", str(out), "--deepspeed", "zero3", "--batch-size", "2"]
     assert main(argv) == 0
     assert (out / "config.json").exists()
+
+
+def test_train_manifest_runs_spec_post_training_on_the_run_directory(
+    run_dir: Path, tiny_lm_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``prefloop train manifest RUN.yaml``: the operator's post-training Job command."""
+    manifest = yaml.safe_load((run_dir / "activerun.yaml").read_text())
+    manifest["spec"]["output"]["dir"] = str(run_dir)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    assert main(["train", "manifest", str(path)]) == 2  # no spec.postTraining
+    assert "spec.postTraining is not set" in capsys.readouterr().err
+
+    manifest["spec"]["postTraining"] = {
+        "kind": "reward_model",
+        "model": str(tiny_lm_dir),
+        "outputDir": str(tmp_path / "out-{kind}"),
+        "epochs": 1,
+        "batchSize": 2,
+        "useCpu": True,
+    }
+    path.write_text(yaml.safe_dump(manifest))
+    assert main(["train", "manifest", str(path)]) == 0
+    card = _card(tmp_path / "out-reward_model")["prefloop"]
+    assert card["dataset"] == str(run_dir) and card["trainer"] == "RewardTrainer"
+    assert card["pairs"] == len(load_pairs(run_dir).rows)

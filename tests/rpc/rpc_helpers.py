@@ -44,8 +44,9 @@ def overrides(cache_dir: Path) -> list[str]:
     return [*SHRINK, f"spec.rewardModel.embedder.cacheDir={cache_dir}"]
 
 
-def shrunk_run(cache_dir: Path) -> ActiveRun:
-    return load_activerun(QUICKSTART, overrides(cache_dir))
+def shrunk_run(cache_dir: Path, extra: tuple[str, ...] = ()) -> ActiveRun:
+    """The shrunk quickstart, then ``extra`` overrides (e.g. a policy in the loop)."""
+    return load_activerun(QUICKSTART, [*overrides(cache_dir), *extra])
 
 
 def free_port() -> int:
@@ -113,9 +114,16 @@ class ServiceProcess:
     """``prefloop serve <role>`` as a subprocess on a fixed port (restartable)."""
 
     def __init__(
-        self, role: str, port: int, cache_dir: Path, base: Path, kafka: str | None = None
+        self,
+        role: str,
+        port: int,
+        cache_dir: Path,
+        base: Path,
+        kafka: str | None = None,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.role = role
+        self.extra = extra
         self.port = port
         self.cache_dir = cache_dir
         self.base = base
@@ -135,7 +143,7 @@ class ServiceProcess:
             "--checkpoint-dir", str(self.base / "ckpt"),
             "--grace", "5",
         ]  # fmt: skip
-        for o in overrides(self.cache_dir):
+        for o in [*overrides(self.cache_dir), *self.extra]:
             cmd += ["--set", o]
         if self.kafka:
             cmd += ["--kafka", self.kafka]
@@ -161,10 +169,10 @@ class ServiceProcess:
 
 @contextlib.contextmanager
 def started_services(
-    cache_dir: Path, base: Path, kafka: str | None = None
+    cache_dir: Path, base: Path, kafka: str | None = None, extra: tuple[str, ...] = ()
 ) -> Iterator[dict[str, ServiceProcess]]:
     """The five ``prefloop serve`` subprocesses, serving; terminated on exit."""
-    procs = {r: ServiceProcess(r, free_port(), cache_dir, base, kafka) for r in ROLE_NAMES}
+    procs = {r: ServiceProcess(r, free_port(), cache_dir, base, kafka, extra) for r in ROLE_NAMES}
     try:
         for p in procs.values():
             p.start()
@@ -183,12 +191,13 @@ def run_connected(
     wrap: Callable[[Any], None] | None = None,
     kafka: str | None = None,
     config: ClientConfig | None = None,
+    extra: tuple[str, ...] = (),
     run: ActiveRun | None = None,
 ) -> ConnectedRoles:
     """The shrunk quickstart (or ``run``) driven through the services (and the data plane,
     with ``kafka``); ``config`` defaults to short backoffs (the CLI's defaults are the
     ClientConfig ones)."""
-    run = run or shrunk_run(cache_dir)
+    run = run or shrunk_run(cache_dir, extra)
     endpoints = {r: p.address for r, p in procs.items()}
     if kafka:
         endpoints["kafka"] = kafka

@@ -110,7 +110,7 @@ def test_train_by_id_waits_for_the_annotations_topic(
     )
     assert score.model_version == 1
     assert same_state(reward.model.head.state_dict(), head)
-    assert not same_state(reward._initial_head, head)
+    assert not same_state(reward.served._initial_head, head)
     late = reward_pb2.ScoreRequest(run=RUN, prompts=[item_to_msg(item())], min_model_version=5)
     with pytest.raises(grpc.RpcError) as err:
         reward_pb2_grpc.RewardServiceStub(channel).Score(late, timeout=2)

@@ -3,12 +3,18 @@
 AE-DPO and AE-Borda scores on the policy's MC-dropout rewards equal values computed by hand
 (token by token) for a fixed model and fixed dropout masks; a 3-round ADPO run completes
 embedded, counts only judge queries against the budget and reports pseudo-labels apart, and a
-run stopped after round 2 and resumed gives the uninterrupted dataset.
+run stopped after round 2 and resumed, or SIGKILLed in round 2 and resumed with ``--resume``,
+gives the uninterrupted dataset.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +23,8 @@ import numpy as np
 import pytest
 import torch
 
-from _tiny_llama import save_tiny_causal_lm
+from _run_process import latest_round, run_command
+from _tiny_llama import policy_overrides, save_tiny_causal_lm
 from prefloop.acquisition import AcquisitionInput, select
 from prefloop.cli import main
 from prefloop.data.run_dataset import dataset_file
@@ -118,36 +125,24 @@ def test_ae_dpo_and_ae_borda_scores_equal_hand_computed_values(tiny_dir: Path) -
 
 
 def _run(repo_root: Path, out: Path, model_dir: Path, rounds: int, resume: bool = False) -> int:
-    overrides = [
-        "spec.prompts.limit=20",
-        "spec.batchSize=3",
-        "spec.seed=5",
-        "spec.trainer.kind=policy",
-        f"spec.trainer.policy.model={model_dir}",
-        "spec.trainer.policy.maxLength=384",
-        "spec.trainer.policy.learningRate=0.001",
-        "spec.trainer.policy.batchSize=4",
-        "spec.trainer.policy.stepsPerRound=2",
-        "spec.acquisition.method=adpo",
-        "spec.acquisition.params={gamma: 0.05, pairing: random}",
-        "spec.budget.maxAnnotations=null",
-        f"spec.budget.maxRounds={rounds}",
-        "spec.output.includePseudoLabels=true",
-    ]
     args = ["run", str(repo_root / "examples" / "quickstart.yaml"), "--output", str(out)]
-    for o in overrides:
+    for o in policy_overrides(model_dir, rounds):
         args += ["--set", o]
     return main([*args, "--resume"] if resume else args)
 
 
-def test_policy_loop_runs_adpo_and_resumes_to_the_same_dataset(
-    repo_root: Path, tiny_dir: Path, tmp_path: Path
-) -> None:
-    import json
-
-    full = tmp_path / "full"
+@pytest.fixture(scope="module")
+def full_run(repo_root: Path, tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted 3-round ADPO run (the reference of the resume tests)."""
+    full = tmp_path_factory.mktemp("policy-run") / "full"
     assert _run(repo_root, full, tiny_dir, 3) == 0
-    metrics = [json.loads(line) for line in (full / "metrics.jsonl").read_text().splitlines()]
+    return full
+
+
+def test_policy_loop_runs_adpo_and_resumes_to_the_same_dataset(
+    repo_root: Path, tiny_dir: Path, full_run: Path, tmp_path: Path
+) -> None:
+    metrics = [json.loads(line) for line in (full_run / "metrics.jsonl").read_text().splitlines()]
     assert [m["round"] for m in metrics] == [1, 2, 3]
     assert [m["model_version"] for m in metrics] == [1, 2, 3]
     judged = sum(m["pairs_judged"] for m in metrics)
@@ -157,10 +152,49 @@ def test_policy_loop_runs_adpo_and_resumes_to_the_same_dataset(
     for m in metrics:
         assert m["annotations_this_round"] == m["pairs_judged"]
         assert m["pairs_selected"] == m["pairs_judged"] + m["pairs_self_labelled"]
-    rows = read_dataset(dataset_file(full))
+    rows = read_dataset(dataset_file(full_run))
     assert {r["label_source"] for r in rows} == {"judge", "pseudo"}
+    for m in metrics:  # implicit-reward accuracy on the held-out prompts' pairs, every round
+        assert 0 <= m["heldout_accuracy"] <= 1 and m["heldout_num_pairs"] > 0
+    assert "heldout_accuracy" in (full_run / "metrics.csv").read_text().splitlines()[0]
+    summary = json.loads((full_run / "summary.json").read_text())
+    assert summary["final_heldout_accuracy"] == metrics[-1]["heldout_accuracy"]
 
     resumed = tmp_path / "resumed"
     assert _run(repo_root, resumed, tiny_dir, 2) == 0  # stopped after round 2's checkpoint
     assert _run(repo_root, resumed, tiny_dir, 3, resume=True) == 0  # a new process resumes
     assert read_dataset(dataset_file(resumed)) == rows
+
+
+@pytest.mark.slow
+def test_policy_run_sigkilled_after_a_checkpoint_resumes_to_the_same_dataset(
+    repo_root: Path, tiny_dir: Path, full_run: Path, tmp_path: Path
+) -> None:
+    """`prefloop run` (a child process) SIGKILLed in round 2, then `--resume`: the dataset of
+    the uninterrupted run, and every judged pair paid for once."""
+    overrides = policy_overrides(tiny_dir, 3)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        run_command(repo_root, killed, overrides),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while latest_round(killed) < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 1 <= latest_round(killed) < 3
+    assert not dataset_file(killed).exists()
+
+    resume = run_command(repo_root, killed, overrides, "--resume")
+    subprocess.run(resume, check=True, env=env, capture_output=True)
+    rows = read_dataset(dataset_file(killed))
+    assert rows == read_dataset(dataset_file(full_run))
+    metrics = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert [m["round"] for m in metrics] == [1, 2, 3]
+    judged = {r["pair_id"] for r in rows if r["label_source"] == "judge"}
+    assert metrics[-1]["annotations_used"] == len(judged) > 0  # judge calls == distinct pairs

@@ -44,6 +44,15 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     le.add_argument(
         "--cache-dir", type=Path, default=None, help="feature cache (default OUT/features)"
     )
+    le.add_argument(
+        "--policy",
+        default=None,
+        help="the policy of the policy:* methods (policy:adpo, policy:ae_dpo, policy:ae_borda, "
+        "policy:us_dpo): a local causal-LM directory, or 'tiny' for a tiny random Llama",
+    )
+    le.add_argument(
+        "--adpo-gamma", type=float, default=1.3, help="policy:adpo's confidence threshold"
+    )
     le.add_argument("--out", type=Path, default=Path("bench-reports/label-efficiency"))
     le.add_argument(
         "--scope",
@@ -144,6 +153,8 @@ def run_bench(args: argparse.Namespace) -> int:
             candidate_pool_size=args.candidate_pool_size,
             diversity=args.diversity,
             method_params=parse_method_params(args.params),
+            policy=args.policy,
+            adpo_gamma=args.adpo_gamma,
         )
         points = run_label_efficiency(cfg, console=console)
         notes = [
@@ -168,6 +179,15 @@ def run_bench(args: argparse.Namespace) -> int:
             "scope",
             "bgpm_* rules run with the BGPM head (round 0: warm-up on random seed labels); every "
             "other rule with the anchored ensemble",
+            *(
+                [
+                    f"policy:* methods: the rule with a policy in the loop (`{cfg.policy}`, DPO "
+                    "steps each round; held-out accuracy = implicit-reward pairwise accuracy); "
+                    f"policy:adpo gamma {cfg.adpo_gamma}"
+                ]
+                if cfg.policy_dir is not None
+                else []
+            ),
             "p-values: paired Wilcoxon signed-rank vs random over seeds, Holm per (metric, test);"
             " final/AUC two-sided, half-budget one-sided (value at half of Random's annotations"
             " > Random's final value)",

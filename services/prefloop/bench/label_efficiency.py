@@ -17,6 +17,8 @@ Rules with extra needs are configured automatically: ``bgpm_*`` run with the BGP
 round 0 is the warm-up on random seed labels), and ``delta_qwen`` gets its model ranking from
 ``--model-ranking`` or buys it with ``--ranking-calls`` judge calls on its own training prompts
 (``paid_ranking.py``); those calls are its judge calls, its identity-labelled pairs its pairs.
+``policy:<rule>`` (``policy:adpo``, ``policy:ae_dpo``, ``policy:ae_borda``, ``policy:us_dpo``)
+runs the rule with a policy in the loop, ``--policy PATH`` or ``tiny`` (``policy_methods.py``).
 Protocol after ActiveUltraFeedback (https://arxiv.org/abs/2603.09692) and ActiveRLHF's
 many-seeds lesson (https://github.com/bkuen/active-rlhf).
 """
@@ -35,12 +37,20 @@ from rich.console import Console
 from prefloop.acquisition import get_rule, rule_names
 from prefloop.bench.downstream import ProbeConfig, downstream_accuracy
 from prefloop.bench.paid_ranking import paid_model_ranking
+from prefloop.bench.policy_methods import (
+    PolicyMethodError,
+    apply_policy,
+    is_policy_method,
+    method_slug,
+    policy_rule,
+    resolve_policy,
+)
 from prefloop.bench.scope_options import params_for, split_label
 from prefloop.data.records import PromptItem, ScoredBatch
-from prefloop.engine.build import build_embedded_roles, build_judge
+from prefloop.engine.build import build_embedded_roles, build_judge, build_reward_model
 from prefloop.engine.checkpoint import derive_seed
-from prefloop.engine.local_roles import LocalReward, LocalRewardModel
-from prefloop.engine.roles import RewardScores
+from prefloop.engine.local_roles import LocalRewardModel
+from prefloop.engine.roles import RewardRole, RewardScores
 from prefloop.engine.round_engine import split_prompts
 from prefloop.engine.runner import execute
 from prefloop.spec import ActiveRun, parse_activerun
@@ -103,6 +113,12 @@ class LabelEfficiencyConfig:
     """``rule@pool`` methods: ``acquisition.diversity``."""
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per method label or rule: acquisition parameters (``--params``)."""
+    policy: str | None = None
+    """``--policy``: the policy of the ``policy:*`` methods, a local directory or ``tiny``."""
+    adpo_gamma: float = 1.3
+    """ADPO's confidence threshold for ``policy:adpo`` (on beta-scaled implicit rewards)."""
+    policy_dir: Path | None = None
+    """The resolved policy directory (set by :func:`run_label_efficiency`)."""
 
     def __post_init__(self) -> None:
         if self.seeds < 1 or self.budget < 1 or self.batch_size < 1:
@@ -140,7 +156,13 @@ def resolve_methods(spec: str) -> list[str]:
     if not names:
         raise BenchConfigError("--methods: give 'all' or a comma-separated list of rules")
     for n in names:
-        get_rule(split_label(n)[0])  # raises AcquisitionError naming the registered rules
+        if is_policy_method(n):
+            try:
+                policy_rule(n)
+            except PolicyMethodError as exc:
+                raise BenchConfigError(str(exc)) from None
+        else:
+            get_rule(split_label(n)[0])  # raises AcquisitionError naming the registered rules
     return list(dict.fromkeys(names))
 
 
@@ -156,7 +178,7 @@ def build_run(
     data = copy.deepcopy(BASE_MANIFEST)
     s = data["spec"]
     label, (method, scope) = method, split_label(method)
-    data["metadata"]["name"] = f"bench-{label.replace('_', '-').replace('@', '-')}-s{seed}"
+    data["metadata"]["name"] = f"bench-{method_slug(label).replace('@', '-')}-s{seed}"
     s["seed"] = seed
     s["batchSize"] = cfg.batch_size
     s["prompts"]["path"] = str(Path(cfg.data).resolve())
@@ -176,13 +198,17 @@ def build_run(
     s["budget"]["maxAnnotations"] = cfg.budget - judge_calls_spent
     s["budget"]["maxPairs"] = cfg.budget
     s["evaluation"]["heldoutFraction"] = 0.0 if cfg.eval_data else cfg.heldout_fraction
+    if is_policy_method(method):
+        if cfg.policy_dir is None:
+            raise BenchConfigError(f"{method}: no policy resolved (give --policy PATH or tiny)")
+        apply_policy(s, method, cfg.policy_dir, cfg.adpo_gamma)
     return parse_activerun(data, source=f"bench:{method}:s{seed}")
 
 
 class EvalOnItems:
     """Reward role that scores like ``inner`` but evaluates on a fixed set (``--eval-data``)."""
 
-    def __init__(self, inner: LocalReward, items: list[PromptItem]) -> None:
+    def __init__(self, inner: RewardRole, items: list[PromptItem]) -> None:
         self.inner = inner
         self.items = items
 
@@ -252,12 +278,16 @@ def run_one(
                 seed=derive_seed(seed, -1, "model-ranking"),
             )
         run = build_run(cfg, method, seed, {"model_ranking": list(ranking)}, paid_calls)
-    run_dir = cfg.out / "runs" / f"{method}-s{seed}"
-    roles, model, _ = build_embedded_roles(run, run_dir, None)
-    assert isinstance(model, LocalRewardModel), "the bench runs reward-head methods only"
+    run_dir = cfg.out / "runs" / f"{method.replace(':', '-')}-s{seed}"
+    roles, loop_model, _ = build_embedded_roles(run, run_dir, None)
+    # the downstream probe reads MiniLM features of the dataset, whatever the loop's model
+    model = (
+        loop_model
+        if isinstance(loop_model, LocalRewardModel)
+        else build_reward_model(run, run_dir, None)
+    )
     evaluation_items = eval_items if eval_items is not None else heldout
     if eval_items is not None:
-        assert isinstance(roles.reward, LocalReward)
         roles.reward = EvalOnItems(roles.reward, eval_items)
     result = execute(run, output=str(run_dir), roles=roles, console=console)
     batch = ScoredBatch.from_items(evaluation_items)
@@ -274,6 +304,8 @@ def run_one(
             "annotations": paid_calls + int(m["annotations_used"]),
             "pairs": int(m["pairs_used"]),
             "ranking_calls": paid_calls,
+            "queries": int(m["pairs_judged"]),
+            "pseudo_labels": int(m["pairs_self_labelled"]),
             "heldout_accuracy": float(m.get("heldout_accuracy", float("nan"))),
             "heldout_spearman": float(m.get("heldout_spearman", float("nan"))),
             **dataset_quality(prefix),
@@ -323,6 +355,12 @@ def run_label_efficiency(
     items = load_prompt_items(cfg.data)
     eval_items = load_prompt_items(cfg.eval_data) if cfg.eval_data else None
     cfg.out.mkdir(parents=True, exist_ok=True)
+    if any(is_policy_method(m) for m in cfg.methods) and cfg.policy_dir is None:
+        texts = [t for it in items for t in (it.prompt_text(), *(r.text for r in it.responses))]
+        try:
+            cfg.policy_dir = resolve_policy(cfg.policy, texts, cfg.out)
+        except PolicyMethodError as exc:
+            raise BenchConfigError(str(exc)) from None
     points: list[dict[str, Any]] = []
     with Progress(
         TextColumn("[progress.description]{task.description}"),

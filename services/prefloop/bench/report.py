@@ -13,6 +13,9 @@ Files written to the report directory:
   value and the AUC (two-sided), and on the value at half of Random's x against Random's final
   value (one-sided, "greater"), with Holm-corrected p-values per (metric, test) family and
   seeded bootstrap 95% CIs of the mean paired difference;
+* ``query_rate.csv`` (and a table in ``summary.md``): per round, the judge queries, the
+  pseudo-labels and the query rate of every method that pseudo-labels (ADPO,
+  :mod:`prefloop.bench.policy_methods`);
 * ``overhead.csv``: seconds per round by step, the selector's seconds per round, and the loop's
   own overhead share (everything but embedding, head training and held-out evaluation).
 
@@ -34,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from prefloop.bench.policy_methods import query_rate_markdown, query_rate_rows
 from prefloop.bench.stats import (
     annotations_to_reach,
     auc,
@@ -358,8 +362,12 @@ def write_report(
         "significance": write_csv(out / "significance.csv", sig),
         "overhead": write_csv(out / "overhead.csv", overhead(points)),
     }
+    rates = query_rate_rows(points)
+    if rates:
+        files["query_rate"] = write_csv(out / "query_rate.csv", rates)
     md = out / "summary.md"
-    md.write_text(summary_markdown(summary, sig, notes or []), encoding="utf-8")
+    text = summary_markdown(summary, sig, notes or []) + "\n".join(query_rate_markdown(rates))
+    md.write_text(text + ("\n" if rates else ""), encoding="utf-8")
     files["summary_md"] = md
     for p in plot_curves(points, out):
         files[p.stem] = p

@@ -48,14 +48,19 @@ JUDGE_CACHE_DIR = "judge-cache"
 """Where an embedded run keeps its live judge's answers (see :mod:`prefloop.judge.cache`)."""
 
 
-def build_generator(run: ActiveRun, manifest_dir: Path | None) -> ResponseGenerator:
-    """Precomputed responses, or a pool with one backend per model (transformers, vLLM or an
-    OpenAI-compatible endpoint), each with its sampling settings and the system prompts."""
+def build_generator(
+    run: ActiveRun, manifest_dir: Path | None, policy_model: PolicyModel | None = None
+) -> ResponseGenerator:
+    """Precomputed responses, or a pool with one backend per model (transformers, vLLM, an
+    OpenAI-compatible endpoint, or ``policy``: samples from ``policy_model``, the policy in the
+    loop), each with its sampling settings and the system prompts."""
     rs = run.spec.responses
     if rs.source == "precomputed":
         return PrecomputedGenerator()
     policy = system_prompt_policy(rs.system_prompts, manifest_dir)
-    return PoolGenerator([model_backend(m, rs, policy, manifest_dir) for m in rs.models])
+    return PoolGenerator(
+        [model_backend(m, rs, policy, manifest_dir, policy_model) for m in rs.models]
+    )
 
 
 def system_prompt_policy(sp: SystemPromptsSpec, manifest_dir: Path | None) -> SystemPromptPolicy:
@@ -67,7 +72,11 @@ def system_prompt_policy(sp: SystemPromptsSpec, manifest_dir: Path | None) -> Sy
 
 
 def model_backend(
-    m: ModelSpec, rs: ResponsesSpec, policy: SystemPromptPolicy, manifest_dir: Path | None
+    m: ModelSpec,
+    rs: ResponsesSpec,
+    policy: SystemPromptPolicy,
+    manifest_dir: Path | None,
+    policy_model: PolicyModel | None = None,
 ) -> ModelBackend:
     """One model's backend; its sampling settings fall back to the pool's."""
     sampling = Sampling(
@@ -76,6 +85,22 @@ def model_backend(
         top_p=m.top_p if m.top_p is not None else rs.top_p,
         seed=m.seed,
     )
+    if m.backend == "policy":
+        if policy_model is None:
+            raise ValueError(
+                f"responses.models {m.name!r}: backend: policy samples from the policy in the "
+                "loop, which only an embedded run (prefloop run without --connect) holds in "
+                "the generation role; give this model a path and another backend"
+            )
+        from prefloop.generation.policy_backend import PolicySampler
+
+        return PolicySampler(
+            m.name,
+            policy_model,
+            sampling=sampling,
+            batch_size=m.transformers.batch_size,
+            system_prompts=policy,
+        )
     if m.backend == "openai":
         from prefloop.generation.openai_backend import OpenAIModel
 
@@ -221,7 +246,7 @@ def build_embedded_roles(
         policy = build_policy_model(run, manifest_dir)
         policy_judge = LocalJudge(build_judge(run, manifest_dir, run_dir / JUDGE_CACHE_DIR))
         policy_roles = Roles(
-            generation=LocalGeneration(build_generator(run, manifest_dir)),
+            generation=LocalGeneration(build_generator(run, manifest_dir, policy)),
             reward=PolicyReward(policy),
             acquisition=LocalAcquisition(),
             judge=policy_judge,

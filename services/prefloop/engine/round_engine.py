@@ -9,8 +9,9 @@ One round over a batch of prompts:
 4. judge: the judge labels them; a pair already judged in this run is never sent again;
 5. trainer: the reward model trains on the new labels and publishes a new version;
 
-then held-out evaluation, metrics, and an atomic checkpoint. The engine talks to the roles only
-through ``roles.py``, so the same code drives local objects or gRPC clients.
+then held-out evaluation, the round's metrics (``round_metrics.py``), and an atomic checkpoint.
+The engine talks to the roles only through ``roles.py``, so the same code drives local objects
+or gRPC clients.
 
 Two budgets stop a run (``spec.budget``): judge calls (``maxAnnotations``) and pairs in the
 dataset (``maxPairs``, whatever labelled them); both are reported every round.
@@ -51,7 +52,7 @@ from prefloop.data.records import (
 )
 from prefloop.engine.budget import Remaining, remaining_budget
 from prefloop.engine.checkpoint import RunState, derive_seed, load_checkpoint, save_checkpoint
-from prefloop.engine.costs import add_totals, generation_cost, judge_usage
+from prefloop.engine.costs import add_totals, judge_usage
 from prefloop.engine.roles import (
     AcquisitionRole,
     GenerationRole,
@@ -59,6 +60,7 @@ from prefloop.engine.roles import (
     RewardRole,
     TrainerRole,
 )
+from prefloop.engine.round_metrics import RoundFacts, round_metrics
 from prefloop.engine.selection import (
     RoundRule,
     cut_to_budget,
@@ -67,15 +69,24 @@ from prefloop.engine.selection import (
     select_distinct,
     selection_pair_ids,
 )
-from prefloop.generation.base import generation_metrics
 from prefloop.judge.base import Judgement, JudgeRequest, response_key
 from prefloop.spec import ActiveRun
+from prefloop.spec_human import carries_timed_out_pairs
 
 log = logging.getLogger("prefloop.engine")
 
 STEPS = ("generation", "reward", "acquisition", "judge", "training")
 WARMUP_RULE = "random"
 """The rule of the BGPM head's warm-up round (the reference's seed set is random pairs)."""
+
+
+@dataclass
+class _Retry:
+    """Recorded failures asked again: their requests, response indices and failure records."""
+
+    requests: list[JudgeRequest] = field(default_factory=list)
+    indices: dict[str, tuple[int, int]] = field(default_factory=dict)
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class ResumeError(RuntimeError):
@@ -193,7 +204,10 @@ class RoundEngine:
     def run_rounds(self, resume: bool = False) -> RunResult:
         """Run to completion (or until a budget stops it)."""
         state, rows = self.start(resume)
-        if resume and state.judge_failures:
+        # a human judge that carries its failures asks them with the next round's pairs (one
+        # wait for people); with no round left, or any other judge, they are asked now
+        carried_by_round = carries_timed_out_pairs(self.run) and not self._stop_reason(state)
+        if resume and state.judge_failures and not carried_by_round:
             self._carried = self.retry_failed_pairs(state)
         while not (reason := self._stop_reason(state)):
             rows.extend(self.run_one_round(state))
@@ -257,9 +271,18 @@ class RoundEngine:
             pool_seed=derive_seed(spec.seed, r, "pool"),
             pool_warmup=r == 0,
         )
+        carried = self._carried_requests(state)
         left = self.remaining(state)
+        left = replace(
+            left,
+            annotations=left.annotations - len(carried.requests),
+            pairs=left.pairs - len(carried.requests),
+        )
+        # carried pairs may have reserved all that is left: the rule still selects (a batch
+        # rule needs max_pairs >= 1) and the cut below keeps what the budget affords
+        at_least_one = replace(left, annotations=max(1, left.annotations), pairs=max(1, left.pairs))
         sel, distinct = select_distinct(
-            self.roles.acquisition, round_rule, items, batch, scores, left
+            self.roles.acquisition, round_rule, items, batch, scores, at_least_one
         )
         sel = cut_to_budget(
             sel,
@@ -272,7 +295,7 @@ class RoundEngine:
         timings["acquisition"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        pairs = [*self._carried, *self._label(state, items, sel, rule)]
+        pairs = [*self._carried, *self._label(state, items, sel, rule, carried)]
         self._carried = []
         timings["judge"] = time.perf_counter() - t
         if self.publisher is not None:
@@ -314,25 +337,25 @@ class RoundEngine:
         state.model_version = train.model_version
         keep = [p for p in pairs if self._enters_dataset(p.label_source)]
         state.pairs_used += len(keep)
-        metrics = self._metrics(state, items, pairs, keep, sel, scores.timings, train.metrics)
-        metrics.update(distinct)
-        metrics.update(generation_metrics(items))
-        metrics.update(judge_usage(self._round_verdicts))
-        metrics.update(generation_cost(self.run, items))
-        metrics.update(add_totals(state.usage_totals, metrics))
-        metrics.update(_judge_round_metrics(self.roles.judge))
-        metrics["judge_failures"] = sum(v.failed for v in self._round_verdicts)
-        metrics["judge_failures_pending"] = len(state.judge_failures)
-        metrics["annotations_this_round"] = state.annotations_used - annotations_before
-        metrics["pairs_this_round"] = len(keep)
-        metrics["acquisition_method"] = rule.name
-        metrics["budget_truncated"] = int(sel.info.get("budget_truncated", 0))
-        metrics["warmup"] = warmup
+        facts = RoundFacts(
+            items=items,
+            pairs=pairs,
+            kept=keep,
+            selection=sel,
+            distinct=distinct,
+            reward_seconds=scores.timings,
+            train_metrics=train.metrics,
+            verdicts=self._round_verdicts,
+            judge_failures_pending=len(state.judge_failures),
+            annotations_before=annotations_before,
+            method=rule.name,
+            warmup=warmup,
+            evaluation=evaluation,
+            step_seconds=timings,
+        )
+        metrics = round_metrics(self.run, state, facts, self.roles.judge)
         if pool_scope:
             metrics["candidate_prompts"] = len(items)
-        metrics.update({f"heldout_{k}": v for k, v in evaluation.items()})
-        metrics.update({f"{k}_seconds": v for k, v in timings.items()})
-        metrics["round_seconds"] = sum(timings.values())
         state.metrics.append(metrics)
         return [p.to_row() for p in keep]
 
@@ -376,13 +399,33 @@ class RoundEngine:
         """DeltaQwen's own labels are identity labels; any other rule's are pseudo-labels."""
         return "identity" if rule.name == "delta_qwen" else "pseudo"
 
+    def _carried_requests(self, state: RunState) -> _Retry:
+        """The failed pairs a human judge with ``onTimeout: carry`` is asked again this round.
+
+        Why: people who missed a round's timeout label its pairs in the next round of the same
+        running process (with the round's new pairs, one wait), not only on ``--resume``; any
+        other judge's failures wait for ``--resume`` (a failing API would fail again now). The
+        pairs are taken within the budget, which they reserve before the rule selects.
+        """
+        if not carries_timed_out_pairs(self.run) or not state.judge_failures:
+            return _Retry()
+        left = self.remaining(state)
+        return self._failed_requests(state, max(0, min(left.annotations, left.pairs)))
+
     def _label(
-        self, state: RunState, items: list[PromptItem], sel: Selection, rule: RuleInfo
+        self,
+        state: RunState,
+        items: list[PromptItem],
+        sel: Selection,
+        rule: RuleInfo,
+        carried: _Retry | None = None,
     ) -> list[PreferencePair]:
-        """Ask the judge about new pairs (never twice), apply self-labels, build the pairs."""
+        """Ask the judge about new pairs (never twice) and the ``carried`` ones in one call,
+        apply self-labels, build the pairs (carried ones first)."""
         name = self.run.metadata.name
-        requests: list[JudgeRequest] = []
-        requested: dict[str, tuple[int, int]] = {}
+        carried = carried or _Retry()
+        requests: list[JudgeRequest] = list(carried.requests)
+        requested: dict[str, tuple[int, int]] = dict(carried.indices)
         planned: list[tuple[int, int, int, int, str]] = []
         for row in range(sel.size):
             item = items[int(sel.prompt_index[row])]
@@ -393,8 +436,9 @@ class RoundEngine:
                 requested[pid] = (i, j)
                 requests.append(JudgeRequest(pid, item, item.responses[i], item.responses[j]))
         self._round_verdicts = self._ask_judge(state, requests, requested, rule.name)
-        pairs = []
-        seen: set[str] = set()
+        n = len(carried.requests)
+        pairs = self._retried_pairs(state, carried, self._round_verdicts[:n])
+        seen: set[str] = set(carried.indices)  # a carried pair selected again is built once
         source: LabelSource
         for p_idx, i, j, pseudo, pid in planned:
             if pid in seen:
@@ -471,8 +515,8 @@ class RoundEngine:
         failed = [v for v in verdicts if v.failed]
         if failed:
             log.warning(
-                "judge: %d of %d pair(s) failed and are not labelled (asked again on --resume); "
-                "first: %s",
+                "judge: %d of %d pair(s) failed and are not labelled (asked again on --resume, "
+                "or in the next round by a human judge that carries them); first: %s",
                 len(failed),
                 len(verdicts),
                 failed[0].failure,
@@ -486,20 +530,32 @@ class RoundEngine:
         recorded as failed. Their calls count in the run's cost totals.
         """
         left = self.remaining(state)
-        records = list(state.judge_failures.items())[: max(0, min(left.annotations, left.pairs))]
-        requests, indices, items = [], {}, {}
-        for pid, record in records:
-            request, i, j = _request_of_failure(pid, record)
-            requests.append(request)
-            indices[pid] = (i, j)
-            items[pid] = record
-        verdicts = self._ask_judge(state, requests, indices, rule_name="")
+        retry = self._failed_requests(state, max(0, min(left.annotations, left.pairs)))
+        verdicts = self._ask_judge(state, retry.requests, retry.indices, rule_name="")
         add_totals(state.usage_totals, judge_usage(verdicts))
+        return self._retried_pairs(state, retry, verdicts)
+
+    @staticmethod
+    def _failed_requests(state: RunState, limit: int) -> _Retry:
+        """The first ``limit`` recorded failures as requests, with their indices and records."""
+        retry = _Retry()
+        for pid, record in list(state.judge_failures.items())[:limit]:
+            request, i, j = _request_of_failure(pid, record)
+            retry.requests.append(request)
+            retry.indices[pid] = (i, j)
+            retry.records[pid] = record
+        return retry
+
+    def _retried_pairs(
+        self, state: RunState, retry: _Retry, verdicts: list[Judgement]
+    ) -> list[PreferencePair]:
+        """The labelled pairs of failures asked again (in this round's number); failed ones
+        stay recorded."""
         pairs = []
-        for request, verdict in zip(requests, verdicts, strict=True):
+        for request, verdict in zip(retry.requests, verdicts, strict=True):
             if verdict.failed:
                 continue
-            i, j = indices[request.pair_id]
+            i, j = retry.indices[request.pair_id]
             jd = state.judged[request.pair_id]
             a_wins = jd["winner_key"] == response_key(request.a)
             chosen, rejected = (request.a, request.b) if a_wins else (request.b, request.a)
@@ -515,7 +571,7 @@ class RoundEngine:
                     rejected=_with_judge_score(rejected, jd.get("scores", {})),
                     chosen_index=i if a_wins else j,
                     rejected_index=j if a_wins else i,
-                    acquisition=items[request.pair_id]["acquisition"],
+                    acquisition=retry.records[request.pair_id]["acquisition"],
                     judge=self.roles.judge.name,
                     probability_chosen=prob_a if a_wins else 1.0 - prob_a,
                     tie=bool(jd["tie"]),
@@ -524,50 +580,6 @@ class RoundEngine:
                 )
             )
         return pairs
-
-    def _metrics(
-        self,
-        state: RunState,
-        items: list[PromptItem],
-        pairs: list[PreferencePair],
-        kept: list[PreferencePair],
-        sel: Selection,
-        reward_timings: dict[str, float],
-        train_metrics: dict[str, float],
-    ) -> dict[str, Any]:
-        judged = [p for p in pairs if p.label_source == "judge"]
-        gaps = [
-            p.chosen.score - p.rejected.score
-            for p in kept
-            if p.chosen.score is not None and p.rejected.score is not None
-        ]
-        agree = [
-            (p.chosen.score >= p.rejected.score)
-            for p in judged
-            if p.chosen.score is not None and p.rejected.score is not None
-        ]
-        chosen_scores = [p.chosen.score for p in kept if p.chosen.score is not None]
-        m: dict[str, Any] = {
-            "round": state.round,
-            "prompts": len(items),
-            "prompts_done": state.prompt_offset,
-            "pairs_selected": sel.size,
-            "pairs_judged": len(judged),
-            "pairs_self_labelled": len(pairs) - len(judged),
-            "pairs_in_dataset": len(kept),
-            "annotations_used": state.annotations_used,
-            "pairs_used": state.pairs_used,
-            "model_version": state.model_version,
-            "mean_score_gap": float(np.mean(gaps)) if gaps else float("nan"),
-            "mean_chosen_score": float(np.mean(chosen_scores)) if chosen_scores else float("nan"),
-            "label_agreement": float(np.mean(agree)) if agree else float("nan"),
-            "ties": sum(p.tie for p in judged),
-        }
-        m.update({k: float(v) for k, v in reward_timings.items()})
-        m.update(
-            {f"train_{k}" if not k.startswith("train") else k: v for k, v in train_metrics.items()}
-        )
-        return m
 
 
 def _judgement_dict(req: JudgeRequest, j: Judgement) -> dict[str, Any]:
@@ -629,16 +641,3 @@ def _request_of_failure(pid: str, record: dict[str, Any]) -> tuple[JudgeRequest,
     )
     a, b = (Response(r["model"], r["text"], r.get("score")) for r in (record["a"], record["b"]))
     return JudgeRequest(pid, item, a, b), int(record["a"]["index"]), int(record["b"]["index"])
-
-
-def _judge_round_metrics(judge: object) -> dict[str, Any]:
-    """Round metrics a judge reports about itself (the human judge: votes, carried and dropped
-    pairs, Cohen's/Fleiss' kappa, left-position share), whether it is the role or wrapped in one.
-
-    Why: agreement between annotators belongs beside the round's other numbers in metrics.csv.
-    """
-    for candidate in (judge, getattr(judge, "inner", None)):
-        reported = getattr(candidate, "last_round_metrics", None)
-        if isinstance(reported, dict):
-            return dict(reported)
-    return {}

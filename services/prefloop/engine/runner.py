@@ -68,6 +68,10 @@ def execute(
     """
     console = console or Console(stderr=True)
     run_dir = run_dir_for(run, output)
+    if roles is None and run.spec.judge.kind == "human":  # nobody could label: say so now
+        from prefloop.judge.human.judge import check_human_run
+
+        check_human_run(run, "run", manifest_dir)
     data = check_data(run, manifest_dir)
     if resume or protect_existing:
         check_run_dir(run, run_dir, resume=resume)

@@ -3,6 +3,10 @@
     prefloop train dpo --dataset runs/NAME --model PATH --output DIR [--loss sigmoid|ipo|simpo]
         [--lora] [--epochs N] [--batch-size N] [--learning-rate LR] [--beta B] [--deepspeed zero3]
     prefloop train reward-model --dataset runs/NAME --model PATH --output DIR [...]
+    prefloop train manifest RUN.yaml [--run-dir DIR] [--output DIR]
+
+``train manifest`` trains what the ActiveRun's ``spec.postTraining`` says on the run's directory
+(``spec.output.dir``): the command of the operator's post-training Job.
 
 The flags fill one :class:`~prefloop.spec_posttrain.PostTrainingSpec` (the model of
 ``spec.postTraining``), so a command line and a manifest train identically. Bad input (not a run
@@ -48,6 +52,12 @@ def add_train_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         p.add_argument(
             "--deepspeed", default=None, help="'zero3' (shipped config) or a DeepSpeed JSON path"
         )
+    m = tsub.add_parser(
+        "manifest", help="train what an ActiveRun's spec.postTraining says, on its run directory"
+    )
+    m.add_argument("manifest", type=Path, help="the ActiveRun manifest (YAML)")
+    m.add_argument("--run-dir", default=None, help="the run directory (default: output.dir)")
+    m.add_argument("--output", type=Path, default=None, help="default: postTraining.outputDir")
 
 
 def spec_from_args(args: argparse.Namespace) -> PostTrainingSpec:
@@ -70,6 +80,22 @@ def spec_from_args(args: argparse.Namespace) -> PostTrainingSpec:
     return PostTrainingSpec.model_validate(fields)
 
 
+def from_manifest(args: argparse.Namespace) -> tuple[PostTrainingSpec, Path]:
+    """``spec.postTraining`` of the manifest and the run directory it trains on.
+
+    Raises:
+        PostTrainError: the manifest sets no ``spec.postTraining``.
+    """
+    from prefloop.engine.preflight import run_dir_for
+    from prefloop.posttrain.config import PostTrainError
+    from prefloop.spec import load_activerun
+
+    run = load_activerun(args.manifest)
+    if run.spec.post_training is None:
+        raise PostTrainError(f"{args.manifest}: spec.postTraining is not set; nothing to train")
+    return run.spec.post_training, run_dir_for(run, args.run_dir)
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Handler of ``prefloop train``: validate, train, print where the model went."""
     from pydantic import ValidationError
@@ -77,8 +103,14 @@ def run_train(args: argparse.Namespace) -> int:
     from prefloop.posttrain.config import PostTrainError
 
     try:
-        spec = spec_from_args(args)
+        if args.train_command == "manifest":
+            spec, args.dataset = from_manifest(args)
+        else:
+            spec = spec_from_args(args)
     except ValidationError as exc:
+        print(f"prefloop train: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except PostTrainError as exc:
         print(f"prefloop train: {exc}", file=sys.stderr)
         return EXIT_INVALID
     try:

@@ -28,9 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from prefloop.data.records import PromptItem
+from prefloop.data.records import PromptItem, ScoredBatch
 from prefloop.engine.roles import RewardScores
-from prefloop.posttrain.logprobs import batch_tensors, summed_logprobs_from_logits
+from prefloop.posttrain.logprobs import (
+    batch_tensors,
+    sequence_logprobs,
+    summed_logprobs_from_logits,
+)
+from prefloop.reward.policy_evaluation import implicit_rewards, reward_pairwise_accuracy
 from prefloop.reward.threads import single_threaded
 from prefloop.trainer.policy import PolicyModel, prompt_messages
 
@@ -107,6 +112,7 @@ class PolicyReward:
 
     def __init__(self, model: PolicyModel) -> None:
         self.model = model
+        self._reference_logprobs: dict[tuple[str, str], float] = {}
 
     def score(self, items: list[PromptItem], mask: np.ndarray) -> RewardScores:
         t0 = time.perf_counter()
@@ -138,5 +144,47 @@ class PolicyReward:
         )
 
     def evaluate(self, items: list[PromptItem]) -> dict[str, float]:
-        """No held-out metric for a policy yet (the reward-head accuracy does not apply)."""
-        return {}
+        """Held-out implicit-reward pairwise accuracy and Spearman (``policy_evaluation.py``).
+
+        The reference's log-probs of the held-out responses are computed on the first call and
+        kept (the reference is frozen); each call then runs the policy once per response.
+        """
+        if not items:
+            return {}
+        batch = ScoredBatch.from_items(items)
+        prompts: list[Any] = []
+        texts: list[str] = []
+        keys: list[tuple[str, str]] = []
+        for it in items:
+            messages = prompt_messages(it)
+            for r in it.responses:
+                prompts.append(messages)
+                texts.append(r.text)
+                keys.append((it.prompt_id, r.text))
+        spec = self.model.spec
+        with single_threaded():
+            missing = [k for k in range(len(keys)) if keys[k] not in self._reference_logprobs]
+            if missing:
+                with torch.no_grad():
+                    ref = sequence_logprobs(
+                        self.model.reference,
+                        self.model.tokenizer,
+                        [prompts[k] for k in missing],
+                        [texts[k] for k in missing],
+                        max_length=spec.max_length,
+                    )
+                for k, value in zip(missing, ref.double().tolist(), strict=True):
+                    self._reference_logprobs[keys[k]] = value
+            ref_logp = np.array([self._reference_logprobs[k] for k in keys])
+            rewards = implicit_rewards(
+                self.model.policy,
+                ref_logp,
+                self.model.tokenizer,
+                prompts,
+                texts,
+                beta=spec.beta,
+                max_length=spec.max_length,
+            )
+        predicted = np.zeros(batch.mask.shape)
+        predicted[batch.mask] = rewards
+        return reward_pairwise_accuracy(predicted, batch.judge_scores, batch.mask)

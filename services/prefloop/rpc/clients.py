@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -322,7 +323,7 @@ class JudgeClient:
         self.run_name = run.metadata.name
         self.name = name
         self.stub = judge_pb2_grpc.JudgeServiceStub(channel)
-        self.caller = RetryingCaller("judge", config, address)
+        self.caller = RetryingCaller("judge", people_wait(run, config), address)
         self.tracker = tracker or VersionTracker()
         self.new_calls = 0
 
@@ -334,6 +335,33 @@ class JudgeClient:
         reply = self.caller.call("Judge", lambda kw: self.stub.Judge(request, **kw))
         self.new_calls += int(reply.new_calls)
         return [judgement_from_msg(a) for a in reply.annotations]
+
+
+PEOPLE_DEADLINE_MARGIN_SECONDS = 60.0
+"""A human judge's call deadline beyond its round timeout (the service's own work)."""
+
+
+def people_wait(run: ActiveRun, config: ClientConfig) -> ClientConfig:
+    """The client config of the judge: for a human judge, calls that may wait for people.
+
+    Why: a human judge's Judge call returns when people have labelled the round (or its
+    ``roundTimeoutSeconds`` is over), far beyond a machine's deadline. The call's deadline then
+    covers the round timeout, and the retry budget is the timeout plus the usual budget, or
+    without end with no timeout (the round waits for every label). A call that outlives its
+    deadline anyway is retried and joins the service's waiting judgement (nothing asked twice).
+    """
+    if run.spec.judge.kind != "human":
+        return config
+    human = run.spec.judge.human
+    timeout = human.round_timeout_seconds if human is not None else None
+    if timeout is None:
+        return replace(config, retry_timeout_seconds=math.inf)
+    deadline = max(config.deadlines["judge"], timeout + PEOPLE_DEADLINE_MARGIN_SECONDS)
+    return replace(
+        config,
+        deadlines={**config.deadlines, "judge": deadline},
+        retry_timeout_seconds=config.retry_timeout_seconds + deadline,
+    )
 
 
 TRAINER_REF = "trainer_service.json"
@@ -457,7 +485,9 @@ def connect_roles(
     channels = {role: open_channel(endpoints[role], config) for role in ROLE_NAMES}
     tracker = VersionTracker()
     ep = endpoints
-    judge = JudgeClient(run, channels["judge"], config, build_judge(run).name, tracker, ep["judge"])
+    # a human judge's tokens live with the judge service: the driver only needs its name
+    name = "human" if run.spec.judge.kind == "human" else build_judge(run).name
+    judge = JudgeClient(run, channels["judge"], config, name, tracker, ep["judge"])
     roles = Roles(
         generation=GenerationClient(run, channels["generation"], config, ep["generation"]),
         reward=RewardClient(run, channels["reward"], config, tracker, ep["reward"]),

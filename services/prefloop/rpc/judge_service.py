@@ -92,6 +92,8 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
         self.publisher = ctx.publisher()
         self.published: set[str] = set()
         """Pair ids whose verdict this process has published to the judgements topic."""
+        self._inflight: dict[tuple[str, ...], asyncio.Future[Any]] = {}
+        """Judgements under way, by their pair ids: a retried call joins its first call's."""
         ctx.metrics.judge_tokens.inc(0)
 
     @property
@@ -113,8 +115,15 @@ class JudgeServicer(judge_pb2_grpc.JudgeServiceServicer):
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"LimitExceeded: {exc}")
         # The judging and its record run in a task of their own, shielded from the RPC: a client
         # that disconnects or times out mid-call cancels only the wait, never the record, so a
-        # pair the judge was paid for is logged and answered from the log when asked again.
-        task = asyncio.ensure_future(self._judge_and_record(reqs, int(request.run.round)))
+        # pair the judge was paid for is logged and answered from the log when asked again. A
+        # retry of the same pairs while that task still runs joins it rather than judging again
+        # (a human judge's call waits for people, and may outlive many deadlines).
+        key = tuple(r.pair_id for r in reqs)
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._judge_and_record(reqs, int(request.run.round)))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _: self._inflight.pop(key, None))
         try:
             answers, fresh = await asyncio.shield(task)
         except asyncio.CancelledError:

@@ -1,10 +1,13 @@
-"""RewardService: embedder + feature cache + uncertainty head behind gRPC.
+"""RewardService: embedder + feature cache + uncertainty head (or the policy) behind gRPC.
 
 The model is built from the run's spec exactly as in embedded mode (same embedder, same
-seeded head initialisation = version 0). Trained versions come from the trainer service through
-the shared checkpoint directory (:mod:`prefloop.rpc.handoff`): before answering, a call waits
-(within its deadline) for the newest published version >= ``min_model_version`` and loads it;
-if none appears in time the call fails with UNAVAILABLE, which clients retry.
+seeded head initialisation = version 0); with ``trainer.kind: policy`` it is the policy and its
+frozen reference, and Score serves the implicit rewards and their MC-dropout samples
+(:mod:`prefloop.reward.policy`; :mod:`prefloop.rpc.served_model`). Trained versions come from
+the trainer service through the shared checkpoint directory (:mod:`prefloop.rpc.handoff`):
+before answering, a call waits (within its deadline) for the newest published version >=
+``min_model_version`` and loads it; if none appears in time the call fails with UNAVAILABLE,
+which clients retry.
 
 With ``--kafka`` the service learns of versions from the run's checkpoints topic instead of
 scanning the directory (:class:`~prefloop.rpc.dataplane.CheckpointFeed`): it loads the announced
@@ -15,7 +18,6 @@ restarted service replays the topic from the beginning and so knows every versio
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
 
 import grpc
@@ -23,12 +25,12 @@ import grpc
 from prefloop.bus.base import BusError
 from prefloop.bus.payloads import CheckpointEvent
 from prefloop.data.records import ScoredBatch
-from prefloop.engine.build import build_reward_model
-from prefloop.engine.local_roles import LocalReward, LocalRewardModel
+from prefloop.engine.local_roles import LocalRewardModel
 from prefloop.rpc import handoff
 from prefloop.rpc.common import ServiceContext
 from prefloop.rpc.convert import RequestError, items_from_msgs, scores_to_estimate
 from prefloop.rpc.dataplane import CheckpointFeed
+from prefloop.rpc.served_model import build_served_model
 from prefloop.rpc.server import Registrar, Unavailable
 from prefloop.v1 import common_pb2, reward_pb2, reward_pb2_grpc
 
@@ -44,9 +46,9 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
 
     def __init__(self, ctx: ServiceContext, model: LocalRewardModel | None = None) -> None:
         self.ctx = ctx
-        self.model = model or build_reward_model(ctx.run, ctx.state_dir, ctx.manifest_dir)
-        self.role = LocalReward(self.model)
-        self._initial_head = copy.deepcopy(self.model.head.state_dict())
+        self.served = build_served_model(ctx, model)
+        self.model = self.served.model
+        self.role = self.served.reward_role()
         self._lock = asyncio.Lock()
         self.feed = None if ctx.bus is None else CheckpointFeed(ctx.bus, ctx.run_name)
         self._loaded: CheckpointEvent | None = None
@@ -85,7 +87,7 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
         return 0 if min_version == 0 else None
 
     def _load_event(self, event: CheckpointEvent) -> None:
-        self.model.head.load_state_dict(CheckpointFeed.head_state(event))
+        self.served.load_published(CheckpointFeed.head_state(event))
         self.model.version = event.version
         self._loaded = event
         self.ctx.metrics.checkpoint_version.set(event.version)
@@ -93,11 +95,11 @@ class RewardServicer(reward_pb2_grpc.RewardServiceServicer):
     def _load(self, version: int) -> None:
         self._loaded = None
         if version == 0:
-            self.model.head.load_state_dict(copy.deepcopy(self._initial_head))
+            self.served.load_initial()
         else:
             path = handoff.version_path(self.ctx.checkpoint_dir, self.ctx.run_name, version)
             blob = handoff.load_blob(path)
-            self.model.head.load_state_dict(blob["head"])
+            self.served.load_published(blob["head"])
         self.model.version = version
         self.ctx.metrics.checkpoint_version.set(version)
 

@@ -55,8 +55,13 @@ def serve_role(
     state_dir: Path,
     checkpoint_dir: Path,
     kafka: str | None = None,
+    ui_host: str = "127.0.0.1",
+    ui_port: int | None = None,
 ) -> None:
     """Build the role and serve until SIGTERM (graceful) or SIGINT.
+
+    A human judge (``judge.kind: human``) also serves its labelling page on ``ui_host:ui_port``
+    (:mod:`prefloop.rpc.human_judge_service`).
 
     ``kafka`` (HOST:PORT): the bootstrap server(s) of the run's data plane; the run's topics are
     created if missing, so the role's consumers can follow them from the start. A service that
@@ -79,12 +84,21 @@ def serve_role(
         print(f"prefloop serve {role}: run {run.metadata.name} on port {port}", file=sys.stderr)
         sys.stderr.flush()
 
+    page = None
     try:
-        registrar = build_registrar(role, ctx)
+        if role == "judge" and run.spec.judge.kind == "human":
+            from prefloop.rpc.human_judge_service import human_judge_service
+
+            registrar, page, _ = human_judge_service(ctx, ui_host, ui_port)
+            print(f"prefloop serve judge: labelling page on {page.url}/", file=sys.stderr)
+        else:
+            registrar = build_registrar(role, ctx)
         asyncio.run(serve_forever(config, [registrar], metrics, on_ready=ready))
     except StartupError as e:
         print(f"prefloop serve {role}: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
+        if page is not None:
+            page.stop()
         if bus is not None:
             bus.close()

@@ -1,7 +1,9 @@
 """TrainerService: the reward model's trainer behind gRPC, idempotent and restartable.
 
 Built from the run's spec exactly as in embedded mode (embedder + feature cache for the pairs'
-features, seeded head, replay buffer, anchor schedule). Each Train call is one round:
+features, seeded head, replay buffer, anchor schedule; with ``trainer.kind: policy`` the policy,
+its frozen reference and the DPO steps of :mod:`prefloop.trainer.policy`, whose weights are
+what gets published: :mod:`prefloop.rpc.served_model`). Each Train call is one round:
 
 * idempotent per (run, round): the result of every round is recorded with the state it
   produced, and a retried Train for a round whose version is the one held returns that
@@ -23,7 +25,6 @@ files are written, before the reply), which is how the reward service learns of 
 from __future__ import annotations
 
 import asyncio
-import copy
 import re
 import time
 from pathlib import Path
@@ -32,12 +33,12 @@ from typing import Any
 import grpc
 
 from prefloop.bus.base import BusError
-from prefloop.engine.build import build_reward_model
-from prefloop.engine.local_roles import LocalRewardModel, LocalTrainer
+from prefloop.engine.local_roles import LocalRewardModel
 from prefloop.rpc import handoff
 from prefloop.rpc.common import ServiceContext
 from prefloop.rpc.convert import RequestError, pair_from_msg
 from prefloop.rpc.dataplane import AnnotationInbox, NotArrived, announce_checkpoint
+from prefloop.rpc.served_model import build_served_model
 from prefloop.rpc.server import Registrar, Unavailable
 from prefloop.v1 import common_pb2, trainer_pb2, trainer_pb2_grpc
 
@@ -53,11 +54,11 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     def __init__(self, ctx: ServiceContext, model: LocalRewardModel | None = None) -> None:
         self.ctx = ctx
-        self.model = model or build_reward_model(ctx.run, ctx.state_dir, ctx.manifest_dir)
-        self.trainer = LocalTrainer(self.model)
+        self.served = build_served_model(ctx, model)
+        self.model = self.served.model
+        self.trainer = self.served.trainer_role()
         self.state_root = ctx.state_dir / f"trainer-{ctx.run_name}"
         self.state_root.mkdir(parents=True, exist_ok=True)
-        self._initial = copy.deepcopy(self.model.trainer.state_dict())
         self.rounds: dict[int, dict[str, Any]] = {}
         self._lock = asyncio.Lock()
         self.publisher = ctx.publisher()
@@ -84,12 +85,11 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 
     def _load_version(self, version: int) -> None:
         if version == 0 and version not in self.saved_versions():
-            self.model.trainer.load_state_dict(copy.deepcopy(self._initial))
-            self.model.version = 0
+            self.served.reset_trainer()
             self.rounds = {}
         else:
             blob = handoff.load_blob(self._state_path(version))
-            self.model.trainer.load_state_dict(blob["trainer"])
+            self.served.load_trainer_state(blob["trainer"])
             self.model.version = int(blob["version"])
             self.rounds = {int(k): v for k, v in blob["rounds"].items()}
         self.ctx.metrics.checkpoint_version.set(self.model.version)
@@ -98,12 +98,12 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         v = self.model.version
         handoff.save_blob(
             self._state_path(v),
-            {"trainer": self.model.trainer.state_dict(), "version": v, "rounds": self.rounds},
+            {"trainer": self.served.trainer_state(), "version": v, "rounds": self.rounds},
         )
         for old in self.saved_versions()[:-KEEP_VERSIONS]:
             self._state_path(old).unlink(missing_ok=True)
         path = handoff.publish(
-            self.ctx.checkpoint_dir, self.ctx.run_name, v, self.model.head.state_dict()
+            self.ctx.checkpoint_dir, self.ctx.run_name, v, self.served.published_state()
         )
         handoff.prune(self.ctx.checkpoint_dir, self.ctx.run_name, KEEP_VERSIONS)
         self._announce()
@@ -120,7 +120,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             return
         path = handoff.version_path(self.ctx.checkpoint_dir, self.ctx.run_name, v)
         try:
-            announce_checkpoint(self.publisher, v, str(path), self.model.head.state_dict())
+            announce_checkpoint(self.publisher, v, str(path), self.served.published_state())
         except BusError as exc:
             raise Unavailable(f"checkpoints topic: {exc}") from exc
         self.announced.add(v)

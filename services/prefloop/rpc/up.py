@@ -142,8 +142,10 @@ def serve_command(
     base: Path,
     cache: Path | None,
     kafka: str | None,
+    *,
+    run: ActiveRun | None = None,
 ) -> list[str]:
-    """The ``prefloop serve`` command line of one role."""
+    """The ``prefloop serve`` command line of one role (a human judge's with its page port)."""
     cmd = [
         sys.executable, "-m", "prefloop.cli", "serve", role, str(args.manifest),
         "--host", args.host, "--port", str(port),
@@ -158,6 +160,8 @@ def serve_command(
         cmd += ["--set", cache_override(cache)]
     if kafka and role in ("reward", "judge", "trainer"):
         cmd += ["--kafka", kafka]
+    if role == "judge" and run is not None and run.spec.judge.kind == "human":
+        cmd += ["--ui-port", str(args.ui_port), "--ui-host", args.host]
     return cmd
 
 
@@ -215,7 +219,7 @@ def bring_up(args: argparse.Namespace, run: ActiveRun, say: Any, stopping: list[
             say(f"feature cache ready ({computed} new rows)")
         for role, port in role_ports(args.port_base).items():
             log = base / "logs" / f"{role}.log"
-            cmd = serve_command(role, args, port, base, caches.get(role), stack.kafka)
+            cmd = serve_command(role, args, port, base, caches.get(role), stack.kafka, run=run)
             stack.children[role] = RoleChild(role, port, log, spawn(cmd, log), cmd)
         wait_serving(stack, args.start_timeout_seconds, say, stopping)
     except BaseException:
@@ -241,6 +245,12 @@ def add_up_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--metrics-port-base", type=int, default=0, help="Prometheus ports (0: none)")
     p.add_argument("--state-dir", type=Path, default=Path("state"), help="default: ./state")
     p.add_argument("--grace", type=float, default=10.0, help="seconds calls get on stop")
+    p.add_argument(
+        "--ui-port",
+        type=int,
+        default=8080,
+        help="judge.kind: human: port of the judge service's labelling page (default 8080)",
+    )
     p.add_argument(
         "--start-timeout-seconds",
         type=float,
@@ -280,6 +290,8 @@ def run_up(args: argparse.Namespace) -> int:
         f"{run.spec.output.dir.replace('{name}', run.metadata.name)}/ where you run it. "
         "Stop with Ctrl-C."
     )
+    if run.spec.judge.kind == "human":
+        say(f"labelling page (judge.kind: human): http://{args.host}:{args.ui_port}/")
     status = 0
     try:
         while not stopping:

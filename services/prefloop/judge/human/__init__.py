@@ -9,5 +9,8 @@
 - :mod:`~prefloop.judge.human.app`: the FastAPI page (token login, CSRF, strict CSP);
 - :mod:`~prefloop.judge.human.server`: ``prefloop judge-ui``, the run with its page.
 
+Service mode (the judge service serving the page, answering Judge when the labels are in,
+publishing votes to Kafka) is :mod:`prefloop.rpc.human_judge_service`.
+
 The web modules import FastAPI (extra ``human``); this package's ``__init__`` imports nothing.
 """

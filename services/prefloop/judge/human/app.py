@@ -1,9 +1,12 @@
 """The labelling page: FastAPI routes and Jinja2 templates over the human judge's queue.
 
 - ``GET /login``, ``POST /login``: an annotator signs in with their token; the server sets a
-  signed, HttpOnly, SameSite=Strict session cookie. Every other route needs that cookie or an
-  ``Authorization: Bearer <token>`` header and answers 401 without one (a changed token ends the
-  session: the cookie carries a digest of the token it was made with).
+  signed, HttpOnly, SameSite=Strict session cookie. Every other path (pages, API, unknown
+  paths) needs that cookie or an ``Authorization: Bearer <token>`` header and answers 401
+  without one, checked once in a middleware (a changed token ends the session: the cookie
+  carries a digest of the token it was made with). Only the page's own CSS and JS
+  (``/static/``, ``/static-gen/``) are served without it, so the browser can style the
+  sign-in form.
 - ``GET /``: the next pair for this annotator (prompt, the two responses side by side, Markdown
   rendered and code highlighted server-side, the sides in a seeded order per pair and person),
   buttons A / B / tie / skip (keys 1, 2, 3, s), an optional rationale, the round's progress and
@@ -38,6 +41,9 @@ from prefloop.judge.human.render import HIGHLIGHT_CLASS, highlight_css, render_m
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "prefloop_session"
+PUBLIC_PREFIXES = ("/static/", "/static-gen/")
+"""The page's own CSS and JS (no data in them): served without a token so that the browser
+can load them on the sign-in form; every other path needs the token (``require_token``)."""
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -124,10 +130,29 @@ def _progress(judge: HumanJudge, annotator: str) -> dict[str, Any]:
 def create_app(judge: HumanJudge, *, secret: str | None = None) -> FastAPI:
     """The labelling web app over ``judge``'s queue (see module doc)."""
     app = FastAPI(title="prefloop human judge", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(_SecurityHeaders)
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")  # autoescape on for .html
     auth = _Auth(judge.tokens, secret or secrets.token_hex(32))
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next: RequestResponseEndpoint) -> Response:
+        """Every request but the sign-in form and the static assets needs a known token.
+
+        Why here and not per route: a route added later cannot forget the check, and an unknown
+        path answers 401 too (nothing about the app is told to a stranger).
+        """
+        path = request.url.path
+        if path == "/login" or path.startswith(PUBLIC_PREFIXES):
+            return await call_next(request)
+        who = auth.annotator(request)
+        if who is None:
+            if path.startswith("/api/"):
+                return JSONResponse({"error": "token required"}, status_code=401)
+            return login_page(request)
+        request.state.annotator = who
+        return await call_next(request)
+
+    app.add_middleware(_SecurityHeaders)  # added last: outermost, so 401 answers get it too
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return templates.TemplateResponse(request, name, context, status_code=status)
@@ -155,16 +180,14 @@ def create_app(judge: HumanJudge, *, secret: str | None = None) -> FastAPI:
         return response
 
     @app.post("/logout")
-    def logout() -> RedirectResponse:
+    def logout() -> RedirectResponse:  # needs a session, as every path but /login (above)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE)
         return response
 
     @app.get("/", response_class=HTMLResponse)
     def label_page(request: Request) -> HTMLResponse:
-        who = auth.annotator(request)
-        if who is None:
-            return login_page(request)
+        who: str = request.state.annotator
         pair = judge.queue.next_for(who)
         return page(
             request,
@@ -186,9 +209,7 @@ def create_app(judge: HumanJudge, *, secret: str | None = None) -> FastAPI:
         csrf: Annotated[str, Form()] = "",
         rationale: Annotated[str, Form()] = "",
     ) -> Response:
-        who = auth.annotator(request)
-        if who is None:
-            return login_page(request)
+        who: str = request.state.annotator
         if not auth.csrf_ok(who, csrf):
             return PlainTextResponse("CSRF token missing or wrong", status_code=403)
         try:
@@ -199,9 +220,7 @@ def create_app(judge: HumanJudge, *, secret: str | None = None) -> FastAPI:
 
     @app.post("/undo", response_model=None)
     def undo(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
-        who = auth.annotator(request)
-        if who is None:
-            return login_page(request)
+        who: str = request.state.annotator
         if not auth.csrf_ok(who, csrf):
             return PlainTextResponse("CSRF token missing or wrong", status_code=403)
         undone = judge.queue.undo(who)
@@ -210,9 +229,7 @@ def create_app(judge: HumanJudge, *, secret: str | None = None) -> FastAPI:
 
     @app.get("/queue", response_class=HTMLResponse)
     def queue_view(request: Request) -> HTMLResponse:
-        who = auth.annotator(request)
-        if who is None:
-            return login_page(request)
+        who: str = request.state.annotator
         if who not in judge.leads:
             return page(request, "forbidden.html", 403, annotator=who)
         q = judge.queue
@@ -243,9 +260,7 @@ def create_app(judge: HumanJudge, *, secret: str | None = None) -> FastAPI:
 
     @app.get("/api/next")
     def api_next(request: Request) -> JSONResponse:
-        who = auth.annotator(request)
-        if who is None:
-            return JSONResponse({"error": "token required"}, status_code=401)
+        who: str = request.state.annotator
         pair = judge.queue.next_for(who)
         view = _pair_view(judge, pair, who) if pair else None
         if view is not None:
@@ -260,9 +275,7 @@ def create_app(judge: HumanJudge, *, secret: str | None = None) -> FastAPI:
         csrf: Annotated[str, Form()] = "",
         rationale: Annotated[str, Form()] = "",
     ) -> JSONResponse:
-        who = auth.annotator(request)
-        if who is None:
-            return JSONResponse({"error": "token required"}, status_code=401)
+        who: str = request.state.annotator
         if not auth.csrf_ok(who, csrf):
             return JSONResponse({"error": "CSRF token missing or wrong"}, status_code=403)
         if choice not in CHOICES:
@@ -275,9 +288,7 @@ def create_app(judge: HumanJudge, *, secret: str | None = None) -> FastAPI:
 
     @app.get("/api/progress")
     def api_progress(request: Request) -> JSONResponse:
-        who = auth.annotator(request)
-        if who is None:
-            return JSONResponse({"error": "token required"}, status_code=401)
+        who: str = request.state.annotator
         return JSONResponse(_progress(judge, who))
 
     return app

@@ -1,18 +1,21 @@
 """The human judge: ``judge()`` queues the round's pairs and waits until people have labelled them.
 
-Design (docs/human-judge.md): one process. ``prefloop judge-ui RUN.yaml --port P`` runs the
-embedded loop and serves the labelling page from a thread of the same process, so the queue has
-a single writer and needs no cross-process locking; the durable event log makes a restart
-(``--resume``) lose nothing. ``prefloop run`` with ``judge.kind: human`` has no page to label on
-and stops with a message naming ``prefloop judge-ui``.
+Design (docs/human-judge.md): the page and the judge share one process, so the queue has a
+single writer and needs no cross-process locking; the durable event log makes a restart
+(``--resume``) lose nothing. ``prefloop judge-ui RUN.yaml --port P`` runs the embedded loop with
+the page in a thread; in service mode the judge service does (``prefloop serve judge ...
+--ui-port U``, :mod:`prefloop.rpc.human_judge_service`). Plain ``prefloop run`` has no page, so
+it (and ``prefloop validate``) refuses ``judge.kind: human`` before anything is written
+(:func:`check_human_run`).
 
 The verdict of a pair is the majority of its votes (A, B, tie); equal A and B counts, or a tie
 majority, is a tie whose winner is the first response in canonical order (response id), as the
 other judges' ``tiePolicy: first``. ``probability_a`` is the share of votes for A (ties count
 half). When the round times out, pairs still short of votes come back as failed judgements
 (never labelled by anything else): the engine spends no budget on them and records them as
-failed; ``onTimeout: carry`` keeps them in the queue (first in line) and their votes are taken
-when the engine asks again on ``--resume``; ``drop`` removes them for good.
+failed; ``onTimeout: carry`` keeps them in the queue (first in line, shown only to people who
+have not labelled them) and the engine asks for them again with its next round's pairs (and on
+``--resume``), so their votes are taken then; ``drop`` removes them for good.
 
 Each round's agreement (Cohen's kappa for two votes per pair, Fleiss' for more), the share of
 votes for the left side (position bias) and the counts are appended to
@@ -40,16 +43,22 @@ from prefloop.judge.base import (
 )
 from prefloop.judge.human.agreement import CATEGORIES, agreement
 from prefloop.judge.human.queue import LabelQueue
-from prefloop.spec import resolve_path
+from prefloop.spec import ActiveRun, SpecError, resolve_path
 from prefloop.spec_human import HumanJudgeSpec
 
 HUMAN_LABELS_DIR = "human-labels"
 """Where an embedded run keeps the people's votes (beside ``judge-cache``)."""
 ROUNDS_FILE = "rounds.jsonl"
 NO_PAGE = (
-    "judge.kind: human needs the labelling page: run `prefloop judge-ui RUN.yaml --port P` "
-    "(docs/human-judge.md) instead of `prefloop run`"
+    "spec.judge.kind: human needs people and a page to label on, which `prefloop run` alone "
+    "does not serve: run `prefloop judge-ui RUN.yaml --port P` (embedded, the page in the same "
+    "process), or serve the judge with `prefloop serve judge RUN.yaml --port P --ui-port U` and "
+    "drive it with `prefloop run RUN.yaml --connect judge=HOST:P,...` (service mode); "
+    "docs/human-judge.md"
 )
+RUN_MODES = ("run", "judge-ui", "services")
+"""What ``prefloop validate --for`` checks a manifest for: embedded ``prefloop run``, ``prefloop
+judge-ui``, or a driver of role services (``prefloop run --connect``)."""
 
 
 class HumanJudge:
@@ -86,12 +95,12 @@ class HumanJudge:
             raise JudgeError(NO_PAGE)
         q = self.queue
         pids = [r.pair_id for r in requests]
-        batch = q.ask(requests)
-        deadline = (
+        deadline = (  # taken before the pairs are shown: the round's timeout is fixed now
             None
             if self.round_timeout_seconds is None
             else time.monotonic() + self.round_timeout_seconds
         )
+        batch = q.ask(requests)
 
         def done() -> bool:
             return all(q.decided(pid) or q.dropped(pid) for pid in pids)
@@ -113,7 +122,7 @@ class HumanJudge:
         if q.dropped(req.pair_id):
             return failed_judgement(req.pair_id, "human: dropped when its round timed out")
         if not q.decided(req.pair_id):
-            action = "dropped" if self.on_timeout == "drop" else "carried (asked again on --resume)"
+            action = "dropped" if self.on_timeout == "drop" else "carried to the next round"
             return failed_judgement(
                 req.pair_id, f"human: round timed out before the votes; {action}"
             )
@@ -196,6 +205,37 @@ def check_tokens(tokens: dict[str, str], leads: list[str], annotators_per_pair: 
     unknown = sorted(set(leads) - set(tokens))
     if unknown:
         raise ValueError(f"judge.human.leads {', '.join(unknown)} have no token")
+
+
+def check_human_run(run: ActiveRun, mode: str, manifest_dir: Path | None) -> None:
+    """Refuse, before anything is written, a human-judged run started where nobody can label.
+
+    Why: embedded ``prefloop run`` has no page, so a human-judged run would fail only at its
+    first round, after building its models. ``mode`` is one of :data:`RUN_MODES`; for
+    ``judge-ui`` the annotators' tokens are checked too (the page needs them), while a driver of
+    services needs none (the judge service holds them). Other judges pass in every mode.
+
+    Raises:
+        SpecError: ``mode`` is ``run`` (:data:`NO_PAGE`), or the tokens cannot work.
+    """
+    if mode not in RUN_MODES:
+        raise ValueError(f"mode must be one of {', '.join(RUN_MODES)}, got {mode!r}")
+    judge = run.spec.judge
+    if judge.kind != "human":
+        return
+    if mode == "run":
+        raise SpecError(
+            f"{NO_PAGE}. `prefloop validate --for judge-ui` (or `--for services`) checks such a "
+            "manifest."
+        )
+    if mode == "judge-ui":
+        spec = judge.human or HumanJudgeSpec()
+        try:
+            check_tokens(
+                load_tokens(spec, manifest_dir), list(spec.leads), spec.annotators_per_pair
+            )
+        except ValueError as e:
+            raise SpecError(f"spec.{e}" if str(e).startswith("judge.") else str(e)) from None
 
 
 def load_tokens(spec: HumanJudgeSpec, manifest_dir: Path | None) -> dict[str, str]:

@@ -14,6 +14,9 @@ give labels, the engine's thread waits for them.
 
 Which side the page shows on the left is drawn per (pair, annotator) from the run's seed and
 recorded with the vote (``a_on_left``), so position bias can be measured.
+
+``listeners`` hear of every event once it is on disk (service mode publishes them to the run's
+judgements topic, :mod:`prefloop.rpc.human_judge_service`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -75,9 +79,13 @@ class LabelQueue:
         self.changed = threading.Condition()
         self.pairs: dict[str, QueuedPair] = {}
         self.batch = 0
+        self.asked: list[str] = []
+        """The pair ids of the open batch, carried ones included (what progress counts)."""
         self._logged: dict[str, dict[str, Vote]] = {}
         self._dropped: set[str] = set()
         self._undo: dict[str, list[str]] = {}
+        self.listeners: list[Callable[[dict[str, Any], JudgeRequest], None]] = []
+        """Called with each label, undo and drop event once it is fsynced, and its pair."""
         if directory is not None:
             self._replay(directory / EVENTS_FILE)
 
@@ -134,6 +142,7 @@ class LabelQueue:
         """Queue ``requests`` as a new batch (votes already logged for them count); its number."""
         with self.changed:
             self.batch += 1
+            self.asked = list(dict.fromkeys(r.pair_id for r in requests))
             self._undo = {}
             for req in requests:
                 known = self.pairs.get(req.pair_id)
@@ -168,9 +177,11 @@ class LabelQueue:
                 if self.decided(pid):
                     pair.closed = True
                 elif drop and pid not in self._dropped:
-                    self._append({"event": "drop", "pair_id": pid, "unix_time": time.time()})
+                    event = {"event": "drop", "pair_id": pid, "unix_time": time.time()}
+                    self._append(event)
                     self._dropped.add(pid)
                     pair.closed = True
+                    self._notify(event, pair.request)
             self.changed.notify_all()
 
     # -- the people's side --------------------------------------------------------------------
@@ -214,12 +225,14 @@ class LabelQueue:
                 rationale=(rationale or "").strip() or None,
                 unix_time=time.time(),
             )
-            self._append({"event": "label", **asdict(vote)})
+            event = {"event": "label", **asdict(vote)}
+            self._append(event)
             pair.votes[annotator] = vote
             self._logged.setdefault(pair_id, {})[annotator] = vote
             self._undo.setdefault(annotator, []).append(pair_id)
             self.changed.notify_all()
-            return vote
+        self._notify(event, pair.request)
+        return vote
 
     def undo(self, annotator: str) -> str | None:
         """Take back ``annotator``'s last label of the open batch; the pair id, or None."""
@@ -230,17 +243,35 @@ class LabelQueue:
                 pair = self.pairs.get(pid)
                 if pair is None or pair.closed or annotator not in pair.votes:
                     continue
-                self._append({"event": "undo", "pair_id": pid, "annotator": annotator})
+                event = {
+                    "event": "undo",
+                    "pair_id": pid,
+                    "annotator": annotator,
+                    "unix_time": time.time(),
+                }
+                self._append(event)
                 del pair.votes[annotator]
                 self._logged.get(pid, {}).pop(annotator, None)
                 self.changed.notify_all()
-                return pid
-            return None
+                break
+            else:
+                return None
+        self._notify(event, pair.request)
+        return pid
+
+    def _notify(self, event: dict[str, Any], request: JudgeRequest) -> None:
+        """Tell the listeners (the judge service's vote publisher) of an event now on disk.
+
+        Called after the lock is released for labels and undos, so a slow listener never holds
+        up other people's labels or the engine's wait.
+        """
+        for listener in self.listeners:
+            listener(event, request)
 
     def progress(self, annotator: str) -> dict[str, int]:
-        """This batch's pairs asked and decided, and what ``annotator`` labelled in it."""
+        """This batch's pairs asked (carried ones too) and decided, and what ``annotator``
+        labelled in it."""
         with self.changed:
-            batch = [p for p in self.pairs.values() if p.batch == self.batch]
             mine = sum(
                 1
                 for p in self.pairs.values()
@@ -248,8 +279,8 @@ class LabelQueue:
             )
             return {
                 "batch": self.batch,
-                "asked": len(batch),
-                "decided": sum(self.decided(p.request.pair_id) for p in batch),
+                "asked": len(self.asked),
+                "decided": sum(self.decided(pid) for pid in self.asked),
                 "open": len(self.open_pairs()),
                 "mine": mine,
                 "decided_total": sum(
