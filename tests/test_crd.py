@@ -270,6 +270,47 @@ def test_schema_accepts_quantities_as_ints_and_strings() -> None:
         ),
         ({"storage": {"claimName": "data", "subPath": "runs/../../etc"}}, "'..'"),
         ({"roles": {"judge": {"replicas": 2}}}, "one replica"),
+        ({"acquisition": {"candidatePoolSize": 100}}, "only with acquisition.scope: pool"),
+        (
+            {
+                "evaluation": {"shadowRandom": True},
+                "judge": {
+                    "kind": "pairwise",
+                    "llm": {
+                        "backend": "openai",
+                        "endpoint": {"baseUrl": "http://h:1/v1", "model": "m"},
+                    },
+                },
+            },
+            "shadowRandom needs judge.kind: oracle",
+        ),
+        ({"acquisition": {"diversity": "clusters"}}, "only with acquisition.scope: pool"),
+        ({"acquisition": {"scope": "pool", "method": "adpo"}}, "cannot run adpo"),
+        (
+            {"acquisition": {"scope": "pool", "method": "ae_dpo", "diversity": "clusters"}},
+            "applies to per-prompt rules",
+        ),
+        (
+            {"batchSize": 32, "acquisition": {"scope": "pool", "candidatePoolSize": 16}},
+            "candidatePoolSize is smaller than batchSize",
+        ),
+        (
+            {
+                "acquisition": {"scope": "pool"},
+                "judge": {
+                    "kind": "pairwise",
+                    "llm": {
+                        "backend": "openai",
+                        "endpoint": {"baseUrl": "http://h:1/v1", "model": "m"},
+                    },
+                },
+                "responses": {
+                    "source": "models",
+                    "models": [{"name": "a", "path": "/m/a"}, {"name": "b", "path": "/m/b"}],
+                },
+            },
+            "needs responses.source: precomputed",
+        ),
     ],
 )
 def test_cel_rules_reject_what_the_spec_rejects(spec: dict[str, Any], words: str) -> None:

@@ -59,6 +59,48 @@ def test_defaults_fill_every_field() -> None:
         ),
         ({"rewardModel": {"embedder": {"kind": "hf_last_token"}}}, "needs `modelPath`"),
         ({"rewardModel": {"head": {"preferenceDim": 3}}}, "spec.rewardModel.head.preferenceDim"),
+        ({"acquisition": {"candidatePoolSize": 100}}, "apply only with acquisition.scope: pool"),
+        ({"acquisition": {"diversity": "clusters"}}, "apply only with acquisition.scope: pool"),
+        ({"acquisition": {"scope": "pool", "method": "adpo"}}, "scope: pool cannot run"),
+        (
+            {"acquisition": {"scope": "pool", "method": "ae_dpo", "diversity": "clusters"}},
+            "diversity: clusters applies to per-prompt rules",
+        ),
+        ({"acquisition": {"scope": "pooled"}}, "spec.acquisition.scope"),
+        (
+            {
+                "evaluation": {"shadowRandom": True},
+                "judge": {
+                    "kind": "pairwise",
+                    "llm": {
+                        "backend": "openai",
+                        "endpoint": {"baseUrl": "http://h:1/v1", "model": "m"},
+                    },
+                },
+            },
+            "evaluation.shadowRandom needs judge.kind: oracle",
+        ),
+        (
+            {"batchSize": 32, "acquisition": {"scope": "pool", "candidatePoolSize": 16}},
+            "candidatePoolSize (16) is smaller than batchSize (32)",
+        ),
+        (
+            {
+                "acquisition": {"scope": "pool"},
+                "judge": {
+                    "kind": "pairwise",
+                    "llm": {
+                        "backend": "openai",
+                        "endpoint": {"baseUrl": "http://h:1/v1", "model": "m"},
+                    },
+                },
+                "responses": {
+                    "source": "models",
+                    "models": [{"name": "a", "path": "x"}, {"name": "b", "path": "y"}],
+                },
+            },
+            "needs responses.source: precomputed",
+        ),
     ],
 )
 def test_errors_name_the_field(spec: dict[str, object], needle: str) -> None:
@@ -96,6 +138,20 @@ def test_overrides(repo_root: Path) -> None:
     assert run.spec.seed == 7
     with pytest.raises(SpecError, match="PATH=VALUE"):
         load_activerun(repo_root / "examples" / "quickstart.yaml", ["spec.seed"])
+
+
+def test_batch_scope_keeps_the_fingerprint_of_runs_before_pool_scope(repo_root: Path) -> None:
+    """Checkpoints written before ``acquisition.scope`` existed still resume (values computed
+    on the code before it); pool scope is a different configuration."""
+    quickstart = load_activerun(repo_root / "examples" / "quickstart.yaml")
+    assert quickstart.fingerprint() == "27d0ad7b83d37a6d"
+    batch = parse_activerun(_manifest(seed=1)).fingerprint()
+    assert parse_activerun(_manifest(seed=1, acquisition={"scope": "batch"})).fingerprint() == batch
+    pool = parse_activerun(_manifest(seed=1, acquisition={"scope": "pool"}))
+    sized = parse_activerun(
+        _manifest(seed=1, acquisition={"scope": "pool", "candidatePoolSize": 100})
+    )
+    assert len({pool.fingerprint(), sized.fingerprint(), batch}) == 3
 
 
 def test_fingerprint_ignores_budget_only() -> None:

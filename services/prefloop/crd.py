@@ -211,6 +211,39 @@ def _immutable(field: str) -> dict[str, str]:
     }
 
 
+def _pool_scope_rules() -> list[dict[str, str]]:
+    """The rules of ``acquisition.scope`` (generated from the registry; mirror
+    ``AcquisitionSpec._pool_scope_fits_the_rule``)."""
+    from prefloop.acquisition.registry import get_rule, rule_names
+
+    refused = [m for m in rule_names() if get_rule(m).pool_value is None]
+    batch = [m for m in rule_names() if get_rule(m).pool_value == "batch"]
+    return [
+        {
+            "rule": "self.scope == 'pool' || "
+            "(self.candidatePoolSize == 0 && self.diversity == 'none')",
+            "message": "acquisition.candidatePoolSize and acquisition.diversity apply only with "
+            "acquisition.scope: pool",
+            "fieldPath": ".scope",
+            "reason": "FieldValueInvalid",
+        },
+        {
+            "rule": f"self.scope != 'pool' || !(self.method in {_cel_list(refused)})",
+            "message": f"acquisition.scope: pool cannot run {', '.join(refused)} (no max_pairs)",
+            "fieldPath": ".scope",
+            "reason": "FieldValueInvalid",
+        },
+        {
+            "rule": f"self.scope != 'pool' || self.diversity == 'none' || "
+            f"!(self.method in {_cel_list(batch)})",
+            "message": "acquisition.diversity: clusters applies to per-prompt rules; batch rules "
+            "choose across the pool themselves",
+            "fieldPath": ".diversity",
+            "reason": "FieldValueInvalid",
+        },
+    ]
+
+
 def cel_rules() -> dict[str, list[dict[str, str]]]:
     """CEL rules by schema location (dotted property path, "" = the object itself).
 
@@ -250,7 +283,29 @@ def cel_rules() -> dict[str, list[dict[str, str]]]:
                 "reason": "FieldValueInvalid",
             },
             *_head_rules(),
+            {
+                "rule": "!self.evaluation.shadowRandom || self.judge.kind == 'oracle'",
+                "message": "evaluation.shadowRandom needs judge.kind: oracle (free labels)",
+                "fieldPath": ".evaluation.shadowRandom",
+                "reason": "FieldValueInvalid",
+            },
+            {
+                "rule": "self.acquisition.scope != 'pool' || self.responses.source != 'models'",
+                "message": "acquisition.scope: pool ranks every candidate prompt's responses "
+                "each round; it needs responses.source: precomputed",
+                "fieldPath": ".acquisition.scope",
+                "reason": "FieldValueInvalid",
+            },
+            {
+                "rule": "self.acquisition.scope != 'pool' || "
+                "self.acquisition.candidatePoolSize == 0 || "
+                "self.acquisition.candidatePoolSize >= self.batchSize",
+                "message": "acquisition.candidatePoolSize is smaller than batchSize",
+                "fieldPath": ".acquisition.candidatePoolSize",
+                "reason": "FieldValueInvalid",
+            },
         ],
+        "spec.acquisition": _pool_scope_rules(),
         "spec.seed": [_immutable("seed")],
         "spec.acquisition.method": [_immutable("acquisition.method")],
         "spec.prompts": [_immutable("prompts")],

@@ -319,6 +319,19 @@ class AcquisitionSpec(_Model):
     params: dict[str, Any] = {}
     """The rule's parameters (e.g. `beta: 2.0`); unknown names are rejected with the list of
     names the rule takes."""
+    scope: Literal["batch", "pool"] = "batch"
+    """Which prompts a round labels. `batch`: the next batchSize prompts of the shuffled pool,
+    in arrival order (the rule only chooses each prompt's pair). `pool`: the rule computes its
+    pair and an acquisition value for every not-yet-labelled candidate prompt and the round's
+    pairs go to the batchSize prompts with the highest values; labelled prompts leave the pool
+    (docs/methods.md, "Pool scope"). Needs responses.source: precomputed; refused for adpo."""
+    candidate_pool_size: Annotated[int, Field(ge=0)] = 0
+    """scope: pool only: how many not-yet-labelled prompts (the next ones of the shuffled pool)
+    a round ranks; 0 = all of them. Otherwise at least batchSize."""
+    diversity: Literal["none", "clusters"] = "none"
+    """scope: pool with a per-prompt rule only: `clusters` takes at most one prompt per k-means
+    cluster of the candidates' prompt features (k = batchSize), the best of each; `none` takes
+    the top values."""
 
     @field_validator("method")
     @classmethod
@@ -333,6 +346,32 @@ class AcquisitionSpec(_Model):
         from prefloop.acquisition.registry import check_params
 
         check_params(self.method, {k: v for k, v in self.params.items()})
+        return self
+
+    @model_validator(mode="after")
+    def _pool_scope_fits_the_rule(self) -> AcquisitionSpec:
+        """Mirrored by CEL rules of the CRD (``prefloop.crd.cel_rules``)."""
+        from prefloop.acquisition.registry import get_rule
+
+        if self.scope == "batch":
+            if self.candidate_pool_size or self.diversity != "none":
+                raise ValueError(
+                    "acquisition.candidatePoolSize and acquisition.diversity apply only with "
+                    "acquisition.scope: pool; set scope: pool or remove them"
+                )
+            return self
+        value = get_rule(self.method).pool_value
+        if value is None:
+            raise ValueError(
+                f"acquisition.scope: pool cannot run method {self.method!r}: it labels every "
+                "confident pair itself and takes no max_pairs, so it cannot rank a pool; use "
+                "scope: batch or another method"
+            )
+        if value == "batch" and self.diversity != "none":
+            raise ValueError(
+                f"acquisition.diversity: clusters applies to per-prompt rules; {self.method!r} "
+                "is a batch rule that chooses across the pool itself; set diversity: none"
+            )
         return self
 
 
@@ -543,6 +582,11 @@ class EvaluationSpec(_Model):
 
     heldout_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
     """Fraction of prompts set aside (never selected from) to measure pairwise accuracy."""
+    shadow_random: bool = False
+    """Also run Random on the same prompts (same seed, model and budget) into
+    `<run>/shadow-random/` and show its curve beside the run's in the summary and
+    learning_curve.png, so you see what active selection bought. Embedded runs with
+    judge.kind: oracle only (its labels are free)."""
 
 
 class OutputSpec(_Model):
@@ -618,6 +662,37 @@ class ActiveRunSpec(_Model):
                 "judge.kind: oracle reveals stored judge scores, but responses.source: models "
                 "generates new responses that have none; use a live judge (judge.kind: rubric, "
                 "pairwise or reward_model) or responses.source: precomputed with scored data"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _shadow_random_is_free(self) -> ActiveRunSpec:
+        """Mirrored by a CEL rule of the CRD (``prefloop.crd.cel_rules``)."""
+        if self.evaluation.shadow_random and self.judge.kind != "oracle":
+            raise ValueError(
+                "evaluation.shadowRandom needs judge.kind: oracle (stored scores, free labels): "
+                f"with judge.kind {self.judge.kind!r} the shadow Random run would pay the judge "
+                "again; set shadowRandom: false"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _pool_scope_fits_the_run(self) -> ActiveRunSpec:
+        """Mirrored by CEL rules of the CRD (``prefloop.crd.cel_rules``)."""
+        acq = self.acquisition
+        if acq.scope != "pool":
+            return self
+        if self.responses.source == "models":
+            raise ValueError(
+                "acquisition.scope: pool needs responses.source: precomputed: it ranks every "
+                "candidate prompt's responses each round, which responses.source: models would "
+                "generate again every round; or use acquisition.scope: batch"
+            )
+        if 0 < acq.candidate_pool_size < self.batch_size:
+            raise ValueError(
+                f"acquisition.candidatePoolSize ({acq.candidate_pool_size}) is smaller than "
+                f"batchSize ({self.batch_size}): a round labels batchSize prompts of the pool; "
+                "raise candidatePoolSize or lower batchSize"
             )
         return self
 
@@ -714,13 +789,17 @@ class ActiveRun(_Model):
         post-training or where the run's pods and files live), used to refuse resuming a run
         directory with a different configuration."""
         cluster_only = {k: True for k in ("storage", "roles", "kafka")}
+        pool_fields = {"scope", "candidate_pool_size", "diversity"}
+        batch_scope = self.spec.acquisition.scope == "batch"  # runs from before pool scope
         data = self.spec.model_dump(
             mode="json",
             exclude={"budget": True, "output": True, "suspend": True, "post_training": True}
             | cluster_only
             | {"prompts": {"config_map": True}}
             | {"responses": {"models": {"__all__": OPERATIONAL_MODEL_FIELDS}}}
-            | {"judge": JUDGE_OPERATIONAL_FIELDS},
+            | {"judge": JUDGE_OPERATIONAL_FIELDS}
+            | ({"acquisition": pool_fields} if batch_scope else {})
+            | {"evaluation": {"shadow_random"}},
         )
         blob = json.dumps({"name": self.metadata.name, "spec": data}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

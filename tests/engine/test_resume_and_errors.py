@@ -26,10 +26,16 @@ def _args(repo_root: Path, out: Path, overrides: list[str]) -> list[str]:
 
 
 @pytest.mark.model
+@pytest.mark.parametrize(
+    "scope",
+    [[], ["spec.acquisition.scope=pool", "spec.acquisition.candidatePoolSize=12"]],
+    ids=["batch", "pool"],
+)
 def test_sigkill_then_resume_gives_the_uninterrupted_dataset(
-    repo_root: Path, tmp_path: Path, small_overrides: list[str]
+    repo_root: Path, tmp_path: Path, small_overrides: list[str], scope: list[str]
 ) -> None:
-    overrides = [*small_overrides, "spec.acquisition.method=dts", "spec.batchSize=4"]
+    """Pool scope too: the prompts that left the candidate pool are in the checkpoint."""
+    overrides = [*small_overrides, "spec.acquisition.method=dts", "spec.batchSize=4", *scope]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # warm the shared feature cache and get the reference run
     full = tmp_path / "full"

@@ -193,10 +193,12 @@ def run_connected(
     kafka: str | None = None,
     config: ClientConfig | None = None,
     extra: tuple[str, ...] = (),
+    run: ActiveRun | None = None,
 ) -> ConnectedRoles:
-    """The shrunk quickstart driven through the services (and the data plane, with ``kafka``);
-    ``config`` defaults to short backoffs (the CLI's defaults are the ClientConfig ones)."""
-    run = shrunk_run(cache_dir, extra)
+    """The shrunk quickstart (or ``run``) driven through the services (and the data plane,
+    with ``kafka``); ``config`` defaults to short backoffs (the CLI's defaults are the
+    ClientConfig ones)."""
+    run = run or shrunk_run(cache_dir, extra)
     endpoints = {r: p.address for r, p in procs.items()}
     if kafka:
         endpoints["kafka"] = kafka

@@ -4,20 +4,26 @@ never judges a pair twice, no label is lost)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from rpc_helpers import (
+    QUICKSTART,
     KillOnCall,
     ServiceProcess,
     judge_log_lines,
+    overrides,
     run_connected,
     started_services,
 )
 
 from prefloop.data.run_dataset import dataset_file
+from prefloop.engine.runner import execute
+from prefloop.spec import load_activerun
 
 pytestmark = pytest.mark.slow
 
@@ -36,6 +42,30 @@ def test_five_services_reproduce_the_embedded_dataset(
     assert reference.rows > 0
     verdicts = judge_log_lines(tmp_path)
     assert len(verdicts) == len({v["pair_id"] for v in verdicts}) == reference.rows
+
+
+def test_pool_scope_through_the_services_equals_embedded(reference: Any, tmp_path: Path) -> None:
+    """Pool scope needs nothing new on the wire: the engine ranks the candidates from the
+    estimates the reward service returns and the pairs the acquisition service picks."""
+    pool = [
+        "spec.acquisition.method=drts",
+        "spec.acquisition.scope=pool",
+        "spec.acquisition.candidatePoolSize=8",
+        "spec.acquisition.diversity=clusters",
+    ]
+    run = load_activerun(QUICKSTART, [*overrides(reference.cache_dir), *pool])
+    with open(os.devnull, "w") as sink:
+        embedded = execute(
+            run,
+            manifest_dir=QUICKSTART.parent,
+            output=str(tmp_path / "embedded"),
+            console=Console(file=sink),
+        )
+    assert len({r["prompt_id"] for r in embedded.rows}) == len(embedded.rows) > 0
+    with started_services(reference.cache_dir, tmp_path) as procs:
+        run_connected(procs, reference.cache_dir, tmp_path / "svc", run=run)
+    expected = dataset_file(tmp_path / "embedded").read_text()
+    assert dataset_file(tmp_path / "svc").read_text() == expected
 
 
 def test_judge_sigkill_mid_run_changes_nothing(

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from prefloop.acquisition.base import AcquisitionError, AcquisitionInput, Selection
+from prefloop.acquisition.pool_scope import PoolValue
 
 RuleKind = Literal["per_prompt", "batch"]
 Truncation = Literal["random", "score"]
@@ -51,6 +52,13 @@ class RuleInfo:
     summary: str
     truncation: Truncation = "random"
 
+    @property
+    def pool_value(self) -> PoolValue | None:
+        """How pool scope values a prompt for this rule (``POOL_VALUES``); None: refused."""
+        if self.name in POOL_VALUES:
+            return POOL_VALUES[self.name]
+        return "batch" if self.kind == "batch" and "max_pairs" in self.parameters() else None
+
     def parameters(self) -> dict[str, Any]:
         """The rule's tunable parameters and their defaults (keyword-only args of ``fn``)."""
         return dict(_keyword_defaults(self.fn))
@@ -66,6 +74,24 @@ def _keyword_defaults(fn: RuleFn) -> dict[str, Any]:
 
 
 _RULES: dict[str, RuleInfo] = {}
+
+POOL_VALUES: dict[str, PoolValue] = {
+    "random": "uniform",
+    "ultrafeedback": "uniform",
+    "delta_qwen": "uniform",
+    "maxmin": "pair_score",
+    "delta_ucb": "pair_score",
+    "delta_quantile": "pair_score",
+    "infomax": "pair_score",
+    "infogain": "pair_score",
+    "drts": "thompson_gap",
+    "dts": "duel_ambiguity",
+    "maxmin_lcb": "duel_ambiguity",
+}
+"""Pool scope (``spec.acquisition.scope: pool``): the acquisition value of a prompt under each
+per-prompt rule (``pool_scope.prompt_values``; the reasoning per rule is in docs/methods.md).
+Batch rules that take ``max_pairs`` rank the candidate pool themselves (``batch``); a rule in
+neither group (ADPO) is refused in pool scope. A test keeps every per-prompt rule listed."""
 
 
 def register(

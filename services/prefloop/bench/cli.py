@@ -54,6 +54,20 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--adpo-gamma", type=float, default=1.3, help="policy:adpo's confidence threshold"
     )
     le.add_argument("--out", type=Path, default=Path("bench-reports/label-efficiency"))
+    le.add_argument(
+        "--scope",
+        choices=("batch", "pool", "both"),
+        default="batch",
+        help="acquisition.scope of every rule but random (both: each rule in both scopes); "
+        "or name rule@pool in --methods",
+    )
+    le.add_argument(
+        "--candidate-pool-size", type=int, default=0, help="pool scope: candidates (0: all)"
+    )
+    le.add_argument("--diversity", choices=("none", "clusters"), default="none")
+    le.add_argument(
+        "--params", default=None, help="per-method parameters: 'drts:beta=2,drts@pool:beta=1'"
+    )
 
     ca = bsub.add_parser("calibration", help="does each reward head's sigma predict its error")
     ca.add_argument("--data", type=Path, required=True, help="prompts with scored responses")
@@ -96,6 +110,11 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         default="wall",
         help="time the rules by wall clock or by process CPU time (steadier on a shared machine)",
     )
+    sp.add_argument(
+        "--pool-rules",
+        default="random,delta_ucb,drts",
+        help="rules whose pool-scope round (rule + prompt ranking) is timed; '' skips it",
+    )
     sp.add_argument("--out", type=Path, default=Path("bench-reports/speed"))
 
     lv = bsub.add_parser("live", help="HTTP client throughput against a fixed-latency fake server")
@@ -131,11 +150,12 @@ def run_bench(args: argparse.Namespace) -> int:
             run_label_efficiency,
         )
         from prefloop.bench.report import write_report
+        from prefloop.bench.scope_options import parse_method_params, with_scope
 
         cfg = LabelEfficiencyConfig(
             data=args.data,
             out=args.out,
-            methods=resolve_methods(args.methods),
+            methods=with_scope(resolve_methods(args.methods), args.scope),
             seeds=args.seeds,
             budget=args.budget,
             batch_size=args.batch_size,
@@ -149,6 +169,9 @@ def run_bench(args: argparse.Namespace) -> int:
             if args.model_ranking
             else None,
             ranking_calls=args.ranking_calls,
+            candidate_pool_size=args.candidate_pool_size,
+            diversity=args.diversity,
+            method_params=parse_method_params(args.params),
             policy=args.policy,
             adpo_gamma=args.adpo_gamma,
         )
@@ -170,6 +193,9 @@ def run_bench(args: argparse.Namespace) -> int:
                 else f"bought with {cfg.delta_qwen_ranking_calls} judge calls on random pairs "
                 "of its training prompts (counted as its judge calls)"
             ),
+            "rule@pool: acquisition.scope pool, candidatePoolSize "
+            f"{cfg.candidate_pool_size or 'all'}, diversity {cfg.diversity}; random in batch "
+            "scope",
             "bgpm_* rules run with the BGPM head (round 0: warm-up on random seed labels); every "
             "other rule with the anchored ensemble",
             *(
@@ -205,6 +231,7 @@ def run_bench(args: argparse.Namespace) -> int:
             against_floor=args.against_floor,
             acquisition_only=args.acquisition_only,
             clock=args.clock,
+            pool_rules=args.pool_rules,
         )
         md = run_speed(scfg, console=console)
         console.print(f"report: {md}")

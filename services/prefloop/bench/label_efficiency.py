@@ -45,6 +45,7 @@ from prefloop.bench.policy_methods import (
     policy_rule,
     resolve_policy,
 )
+from prefloop.bench.scope_options import params_for, split_label
 from prefloop.data.records import PromptItem, ScoredBatch
 from prefloop.engine.build import build_embedded_roles, build_judge, build_reward_model
 from prefloop.engine.checkpoint import derive_seed
@@ -106,6 +107,12 @@ class LabelEfficiencyConfig:
     ranking_calls: int | None = None
     """Judge calls DeltaQwen spends on ranking the models; None = a quarter of the budget."""
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    candidate_pool_size: int = 0
+    """``rule@pool`` methods: ``acquisition.candidatePoolSize`` (0 = every unlabelled prompt)."""
+    diversity: str = "none"
+    """``rule@pool`` methods: ``acquisition.diversity``."""
+    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per method label or rule: acquisition parameters (``--params``)."""
     policy: str | None = None
     """``--policy``: the policy of the ``policy:*`` methods, a local directory or ``tiny``."""
     adpo_gamma: float = 1.3
@@ -155,7 +162,7 @@ def resolve_methods(spec: str) -> list[str]:
             except PolicyMethodError as exc:
                 raise BenchConfigError(str(exc)) from None
         else:
-            get_rule(n)  # raises AcquisitionError naming the registered rules
+            get_rule(split_label(n)[0])  # raises AcquisitionError naming the registered rules
     return list(dict.fromkeys(names))
 
 
@@ -170,7 +177,8 @@ def build_run(
     ``judge_calls_spent`` before the loop, e.g. on DeltaQwen's ranking)."""
     data = copy.deepcopy(BASE_MANIFEST)
     s = data["spec"]
-    data["metadata"]["name"] = f"bench-{method_slug(method)}-s{seed}"
+    label, (method, scope) = method, split_label(method)
+    data["metadata"]["name"] = f"bench-{method_slug(label).replace('@', '-')}-s{seed}"
     s["seed"] = seed
     s["batchSize"] = cfg.batch_size
     s["prompts"]["path"] = str(Path(cfg.data).resolve())
@@ -180,7 +188,11 @@ def build_run(
     if method.startswith("bgpm_"):
         s["rewardModel"]["head"] = {"kind": "bgpm"}
     s["acquisition"]["method"] = method
-    s["acquisition"]["params"] = dict(params or {})
+    s["acquisition"]["params"] = {**params_for(label, cfg.method_params), **(params or {})}
+    if scope == "pool":
+        s["acquisition"]["scope"] = "pool"
+        s["acquisition"]["candidatePoolSize"] = cfg.candidate_pool_size
+        s["acquisition"]["diversity"] = cfg.diversity
     s["trainer"]["epochsPerRound"] = cfg.epochs_per_round
     s["trainer"]["maxStepsPerRound"] = cfg.max_steps_per_round
     s["budget"]["maxAnnotations"] = cfg.budget - judge_calls_spent
@@ -313,7 +325,7 @@ def run_one(
     run = build_run(cfg, method, seed)
     pool, heldout = split_prompts(run, items)
     paid_calls = 0
-    if method == "delta_qwen":
+    if split_label(method)[0] == "delta_qwen":
         ranking = cfg.model_ranking
         if ranking is None:
             paid_calls = cfg.delta_qwen_ranking_calls

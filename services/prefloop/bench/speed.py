@@ -20,6 +20,9 @@ acquisition with the process's CPU time instead of the wall clock: every rule an
 single-threaded numpy, so on an idle machine the two agree, and on a shared one the CPU time
 is not inflated by the other processes' load.
 
+Pool scope (``pool_speed.py``): one pool round's acquisition step (rule + prompt ranking, with
+and without cluster diversity) for ``pool_rules``, in ``pool_scope.csv``.
+
 Writes ``acquisition.csv``, ``scoring.csv``, ``training.csv``, ``speed.md`` and
 ``acquisition_loglog.png`` (seconds per call against P, log-log, one line per rule).
 """
@@ -75,6 +78,8 @@ class SpeedConfig:
     against_floor: bool = False
     acquisition_only: bool = False
     clock: str = "wall"
+    pool_rules: str = "random,delta_ucb,drts"
+    """Rules whose pool-scope round is timed (``pool_speed.py``); "" skips that part."""
 
 
 def synthetic_input(
@@ -415,7 +420,11 @@ def run_speed(cfg: SpeedConfig, console: Console | None = None) -> Path:
 
     console = console or Console(stderr=True)
     cfg.out.mkdir(parents=True, exist_ok=True)
+    from prefloop.bench.pool_speed import bench_pool_scope, pool_markdown
+
     acq, notes = bench_acquisition(cfg, console)
+    pool_rules = [r.strip() for r in cfg.pool_rules.split(",") if r.strip()]
+    pool = bench_pool_scope(pool_rules, cfg.prompts, cfg.responses, cfg.repeats, cfg.clock, console)
     scoring, training = ([], []) if cfg.acquisition_only else bench_scoring(cfg)
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     notes.append(f"process peak RSS (ru_maxrss): {rss_mib:.0f} MiB")
@@ -425,5 +434,8 @@ def run_speed(cfg: SpeedConfig, console: Console | None = None) -> Path:
         write_csv(cfg.out / "training.csv", training)
     plot_loglog(acq, cfg.out / "acquisition_loglog.png")
     md = cfg.out / "speed.md"
-    md.write_text(speed_markdown(acq, scoring, training, notes), encoding="utf-8")
+    if pool:
+        write_csv(cfg.out / "pool_scope.csv", pool)
+    text = speed_markdown(acq, scoring, training, notes) + "\n".join(pool_markdown(pool))
+    md.write_text(text + ("\n" if pool else ""), encoding="utf-8")
     return md

@@ -48,6 +48,9 @@ class RunState:
     """Rounds completed."""
     prompt_offset: int = 0
     """Prompts of the (shuffled) pool consumed so far."""
+    pool_done: list[str] = field(default_factory=list)
+    """``acquisition.scope: pool``: prompt ids that left the candidate pool (labelled, or with
+    no distinct pair), in the order they left; ``prompt_offset`` is their count."""
     annotations_used: int = 0
     """Judge calls that produced a label."""
     pairs_used: int = 0

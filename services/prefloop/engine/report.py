@@ -52,12 +52,28 @@ def write_metrics(metrics: list[dict[str, Any]], run_dir: Path) -> tuple[Path, P
     return csv_path, jsonl_path
 
 
-def plot_learning_curve(metrics: list[dict[str, Any]], path: Path, title: str) -> Path:
-    """Held-out accuracy and selected-pair score gap against annotations used."""
+def plot_learning_curve(
+    metrics: list[dict[str, Any]],
+    path: Path,
+    title: str,
+    shadow: list[dict[str, Any]] | None = None,
+    method: str = "",
+) -> Path:
+    """Held-out accuracy and selected-pair score gap against annotations used; with ``shadow``
+    (``evaluation.shadowRandom``) Random's accuracy on the same prompts beside the run's."""
     x = [m["annotations_used"] for m in metrics]
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     acc = [m.get("heldout_accuracy", math.nan) for m in metrics]
-    axes[0].plot(x, acc, marker="o")
+    axes[0].plot(x, acc, marker="o", label=method or None)
+    if shadow:
+        axes[0].plot(
+            [m["annotations_used"] for m in shadow],
+            [m.get("heldout_accuracy", math.nan) for m in shadow],
+            marker="s",
+            ls="--",
+            color="grey",
+            label="random (shadow run)",
+        )
     axes[0].axhline(0.5, color="grey", ls=":", lw=1, label="chance")
     axes[0].set(
         xlabel="annotations used", ylabel="held-out pairwise accuracy", title="reward model"
@@ -137,10 +153,12 @@ def summarize(
     result: RunResult,
     files: dict[str, str],
     warnings: Sequence[str] = (),
+    shadow: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run in a few numbers (summary.json) and a short Markdown page (summary.md).
 
-    ``warnings`` (e.g. a budget the run did not reach) head the page and go in the JSON.
+    ``warnings`` (e.g. a budget the run did not reach) head the page and go in the JSON;
+    ``shadow`` (``engine/shadow.py``) compares the run with Random on the same prompts.
     """
     m = result.state.metrics
     last = m[-1] if m else {}
@@ -165,6 +183,8 @@ def summarize(
         "files": files,
         "warnings": list(warnings),
     }
+    if shadow is not None:
+        summary["shadow_random"] = shadow
     run_dir = result.run_dir
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     lines = [
@@ -180,6 +200,7 @@ def summarize(
         f"(Spearman {_fmt(summary['final_heldout_spearman'])})",
         f"- mean judge-score gap of the selected pairs: {_fmt(summary['mean_score_gap'])}; "
         f"mean chosen score: {_fmt(summary['mean_chosen_score'])}",
+        *_shadow_lines(shadow),
         f"- time per round: {summary['seconds_per_round']:.2f} s",
         *cost_lines(result.state.usage_totals, len(result.state.judge_failures)),
         "",
@@ -190,6 +211,23 @@ def summarize(
     lines += ["", "Files: " + ", ".join(f"`{v}`" for v in files.values()), ""]
     (run_dir / "summary.md").write_text("\n".join(lines))
     return summary
+
+
+def _shadow_lines(shadow: dict[str, Any] | None) -> list[str]:
+    """The summary's line about the shadow Random run, if there was one."""
+    if shadow is None:
+        return []
+    reach = shadow["annotations_to_reach_random"]
+    reached = (
+        f"this run reached that accuracy with {reach} annotations"
+        if reach is not None
+        else "this run did not reach that accuracy"
+    )
+    return [
+        f"- Random on the same prompts (shadow run, `{shadow['dir']}/`): held-out accuracy "
+        f"{_fmt(shadow['final_heldout_accuracy'])} after {shadow['annotations_used']} "
+        f"annotations; {reached}"
+    ]
 
 
 def _mean(xs: list[Any]) -> float | None:

@@ -65,6 +65,7 @@ from prefloop.engine.selection import (
     RoundRule,
     cut_to_budget,
     pair_id,
+    prompts_without_distinct_pair,
     select_distinct,
     selection_pair_ids,
 )
@@ -156,6 +157,8 @@ class RoundEngine:
         self._round_verdicts: list[Judgement] = []
         self._carried: list[PreferencePair] = []
         """Failed pairs labelled again on resume, trained on (and written) with the next round."""
+        self._stalled = False
+        """Pool scope: a round retired no prompt from the pool (the rule picked none)."""
 
     # -- budget -------------------------------------------------------------------------------
     def remaining(self, state: RunState) -> Remaining:
@@ -168,6 +171,8 @@ class RoundEngine:
     def _stop_reason(self, state: RunState) -> str:
         if state.prompt_offset >= len(self.pool):
             return "prompts exhausted"
+        if self._stalled:
+            return "no candidate prompt selected"
         if exhausted := self.remaining(state).exhausted:
             return exhausted
         mr = self.run.spec.budget.max_rounds
@@ -228,7 +233,8 @@ class RoundEngine:
         spec = self.run.spec
         r = state.round
         timings: dict[str, float] = {}
-        batch_items = self.pool[state.prompt_offset : state.prompt_offset + spec.batch_size]
+        batch_items = self.round_prompts(state)
+        pool_scope = spec.acquisition.scope == "pool"
 
         t = time.perf_counter()
         items = self.roles.generation.generate(
@@ -259,6 +265,11 @@ class RoundEngine:
             pairs_per_prompt=spec.pairs_per_prompt,
             acquisition_seed=derive_seed(spec.seed, r, "acquisition"),
             truncation_seed=derive_seed(spec.seed, r, "truncation"),
+            scope=spec.acquisition.scope,
+            prompts_per_round=spec.batch_size,
+            diversity=spec.acquisition.diversity,
+            pool_seed=derive_seed(spec.seed, r, "pool"),
+            pool_warmup=r == 0,
         )
         carried = self._carried_requests(state)
         left = self.remaining(state)
@@ -300,7 +311,12 @@ class RoundEngine:
             timings["publish"] += time.perf_counter() - t
 
         t = time.perf_counter()
-        n_done = min(len(self.pool), state.prompt_offset + len(batch_items))
+        if pool_scope:
+            pool_done = state.pool_done + self.leaving_pool(items, batch.mask, sel)
+            self._stalled = len(pool_done) == len(state.pool_done)
+            n_done = len(pool_done)
+        else:
+            n_done = min(len(self.pool), state.prompt_offset + len(batch_items))
         train = self.roles.trainer.train(
             pairs,
             round_index=r,
@@ -316,6 +332,8 @@ class RoundEngine:
 
         state.round += 1
         state.prompt_offset = n_done
+        if pool_scope:
+            state.pool_done = pool_done
         state.model_version = train.model_version
         keep = [p for p in pairs if self._enters_dataset(p.label_source)]
         state.pairs_used += len(keep)
@@ -336,10 +354,34 @@ class RoundEngine:
             step_seconds=timings,
         )
         metrics = round_metrics(self.run, state, facts, self.roles.judge)
+        if pool_scope:
+            metrics["candidate_prompts"] = len(items)
         state.metrics.append(metrics)
         return [p.to_row() for p in keep]
 
     # -- steps ----------------------------------------------------------------------------------
+    def round_prompts(self, state: RunState) -> list[PromptItem]:
+        """The prompts of this round: the next batch, or (pool scope) the candidate pool.
+
+        Why: in pool scope the rule ranks up to ``candidatePoolSize`` not-yet-labelled prompts
+        (the first ones of the shuffled pool); held-out prompts are never in ``self.pool``.
+        """
+        spec = self.run.spec
+        if spec.acquisition.scope != "pool":
+            return self.pool[state.prompt_offset : state.prompt_offset + spec.batch_size]
+        done = set(state.pool_done)
+        candidates = [it for it in self.pool if it.prompt_id not in done]
+        size = spec.acquisition.candidate_pool_size
+        return candidates[:size] if size else candidates
+
+    @staticmethod
+    def leaving_pool(items: list[PromptItem], mask: np.ndarray, sel: Selection) -> list[str]:
+        """Pool scope: ids of the candidates that leave the pool this round, in pool order:
+        those with a selected pair and those with nothing to pair."""
+        leaving = prompts_without_distinct_pair(items, mask)
+        leaving[sel.prompt_index] = True
+        return [it.prompt_id for it, out in zip(items, leaving, strict=True) if out]
+
     def is_warmup(self, state: RunState) -> bool:
         """Round 0 of a run with the BGPM head: random seed labels train the head first."""
         return state.round == 0 and self.run.spec.reward_model.head.kind == "bgpm"

@@ -31,6 +31,7 @@ from prefloop.engine.report import (
     write_metrics,
 )
 from prefloop.engine.round_engine import Roles, RoundEngine, RunResult, split_prompts
+from prefloop.engine.shadow import run_shadow_random, shadow_summary
 from prefloop.spec import ActiveRun
 from prefloop.status import record_phase
 
@@ -77,14 +78,29 @@ def execute(
     for warning in data.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     pool, heldout = split_prompts(run, data.items)
+    shadow = run.spec.evaluation.shadow_random
     if roles is None:
         roles = _embedded_roles(run, run_dir, manifest_dir)
+    elif shadow:
+        console.print("note: evaluation.shadowRandom is skipped: it runs with embedded roles only")
+        shadow = False
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "activerun.yaml").write_text(run.to_yaml())
     record_phase(run_dir, "running", warnings=list(data.warnings))
     try:
         result, summary = _rounds_and_outputs(
-            run, run_dir, pool, heldout, roles, resume, console, publisher, wait_ready, metrics
+            run,
+            run_dir,
+            pool,
+            heldout,
+            roles,
+            resume,
+            console,
+            publisher,
+            wait_ready,
+            metrics,
+            shadow=shadow,
+            manifest_dir=manifest_dir,
         )
     except BaseException as e:
         interrupted = isinstance(e, KeyboardInterrupt)
@@ -124,8 +140,11 @@ def _rounds_and_outputs(
     publisher: RunPublisher | None,
     wait_ready: Callable[[Callable[[str], None]], None] | None,
     metrics: DriverMetrics | None = None,
+    shadow: bool = False,
+    manifest_dir: Path | None = None,
 ) -> tuple[RunResult, dict[str, Any]]:
-    """Drive the rounds, then write the dataset, metrics, plot and summary."""
+    """Drive the rounds, then write the dataset, metrics, plot and summary; with ``shadow``
+    also the shadow Random run (``engine/shadow.py``)."""
     spec = run.spec
     total_rounds = math.ceil(len(pool) / spec.batch_size)
     if spec.budget.max_rounds is not None:
@@ -177,18 +196,30 @@ def _rounds_and_outputs(
     files = {name: str(p) for name, p in dataset.items()}
     csv_path, _ = write_metrics(result.state.metrics, run_dir)
     files["metrics"] = str(csv_path)
+    shadow_metrics: list[dict[str, Any]] = []
+    if shadow:
+        console.print("shadow run: random on the same prompts (evaluation.shadowRandom) ...")
+        shadow_metrics = run_shadow_random(run, run_dir, manifest_dir, pool, heldout, resume)
     if result.state.metrics:
         files["plot"] = str(
             plot_learning_curve(
                 result.state.metrics,
                 run_dir / "learning_curve.png",
                 f"{run.metadata.name}: {spec.acquisition.method}",
+                shadow=shadow_metrics,
+                method=spec.acquisition.method,
             )
         )
     shortfall = budget_shortfall(
         run, result.state.annotations_used, result.state.pairs_used, result.state.stop_reason
     )
-    summary = summarize(run, result, files, warnings=shortfall)
+    summary = summarize(
+        run,
+        result,
+        files,
+        warnings=shortfall,
+        shadow=shadow_summary(result.state.metrics, shadow_metrics),
+    )
     for warning in shortfall:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print(

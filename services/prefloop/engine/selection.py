@@ -9,18 +9,30 @@ The round engine calls two functions here:
   pair?) and, when the round cannot afford them all, keeps the subset the rule's registry entry
   declares (``budget.py``).
 
+With ``acquisition.scope: pool`` the batch is the round's candidate pool, and
+:func:`select_distinct` keeps only the pairs of the prompts the pool ranking chooses
+(:func:`choose_pool_prompts`, ``acquisition/pool_scope.py``).
+
 Pair ids are order-free (:func:`pair_id`): the same two responses of a prompt are one pair
 whichever the rule put first, so the judge is never asked twice about them.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from prefloop.acquisition import AcquisitionInput, Selection
+from prefloop.acquisition import Selection
+from prefloop.acquisition.base import AcquisitionError, AcquisitionInput
+from prefloop.acquisition.pool_scope import (
+    keep_prompts,
+    prompt_features,
+    prompt_values,
+    top_prompts,
+)
 from prefloop.acquisition.registry import RuleInfo
 from prefloop.data.records import PromptItem, Response, ScoredBatch, stable_id
 from prefloop.engine.budget import Remaining, keep_within_budget, priority_order, subset
@@ -54,6 +66,18 @@ class RoundRule:
     pairs_per_prompt: int
     acquisition_seed: int
     truncation_seed: int
+    scope: str = "batch"
+    """``batch``: the rule pairs every prompt of the batch; ``pool``: the batch is a candidate
+    pool and only the ``prompts_per_round`` best prompts keep their pairs."""
+    prompts_per_round: int = 0
+    """Pool scope: prompts a round labels (``spec.batchSize``)."""
+    diversity: str = "none"
+    """Pool scope: ``clusters`` takes at most one prompt per k-means cluster."""
+    pool_seed: int = 0
+    """Pool scope: the seed of the sampled prompt values and of the k-means."""
+    pool_warmup: bool = False
+    """Pool scope, the run's first round: per-prompt rules rank prompts by the ``uniform``
+    value (an untrained reward model's values carry no information, only its biases)."""
 
 
 def select_distinct(
@@ -73,6 +97,7 @@ def select_distinct(
     repeated = identical_text_mask(items, batch.mask)
     mask = batch.mask & ~repeated
     rows = np.flatnonzero(mask.sum(axis=1) >= 2)
+    pool = rule.scope == "pool"
     counts = {
         "identical_responses_masked": int(repeated.sum()),
         "prompts_without_distinct_pair": len(items) - len(rows),
@@ -96,18 +121,56 @@ def select_distinct(
     if "pairs_per_prompt" in accepted:
         params.setdefault("pairs_per_prompt", rule.pairs_per_prompt)
     if "max_pairs" in accepted:
-        wanted = len(rows) * rule.pairs_per_prompt
+        prompts = min(len(rows), rule.prompts_per_round) if pool else len(rows)
+        wanted = prompts * rule.pairs_per_prompt
         params.setdefault("max_pairs", min(wanted, left.annotations, left.pairs))
+    restricted = restrict_rows(inputs, rows, mask[rows])
     sel = acquisition.select(
-        restrict_rows(inputs, rows, mask[rows]),
+        restricted,
         method=rule.info.name,
         params=params,
         seed=rule.acquisition_seed,
     )
+    if pool and rule.info.pool_value != "batch":
+        sel = choose_pool_prompts(rule, restricted, sel, left)
     in_batch = Selection(
         rows[sel.prompt_index], sel.first, sel.second, sel.score, sel.pseudo_label, sel.info
     )
     return in_batch, counts
+
+
+def choose_pool_prompts(
+    rule: RoundRule, inputs: AcquisitionInput, sel: Selection, left: Remaining
+) -> Selection:
+    """Pool scope: the pairs of the best ``rule.prompts_per_round`` prompts of ``sel``.
+
+    Why: the round's labels go to the candidate prompts with the highest acquisition value
+    (``acquisition/pool_scope.py``), never more prompts than the budgets can still pay for, so
+    the engine's budget cut never has to drop a chosen prompt at random.
+    """
+    kind = rule.info.pool_value
+    if kind is None or kind == "batch":
+        raise AcquisitionError(f"rule {rule.info.name!r} has no per-prompt pool value")
+    if rule.pool_warmup:
+        kind = "uniform"
+    affordable = math.ceil(min(left.annotations, left.pairs) / rule.pairs_per_prompt)
+    n_wanted = min(rule.prompts_per_round, max(affordable, 1))
+    rng = np.random.default_rng(rule.pool_seed)
+    beta = float(rule.params.get("beta", rule.info.parameters().get("beta", 1.0)))
+    values = prompt_values(kind, inputs, sel, rng, beta=beta)
+    features = None
+    if rule.diversity == "clusters":
+        response_features = inputs.features
+        if response_features is None:
+            raise AcquisitionError(
+                "acquisition.diversity: clusters needs text features from the reward model"
+            )
+
+        def features(rows: np.ndarray) -> np.ndarray:
+            return prompt_features(response_features[rows], inputs.mask[rows])
+
+    chosen = top_prompts(values, n_wanted, features=features, rng=rng)
+    return keep_prompts(sel, chosen, pool_candidates=inputs.shape[0])
 
 
 def cut_to_budget(
@@ -136,6 +199,14 @@ def cut_to_budget(
     return subset(
         sel, keep, budget_truncated=int(sel.size - keep.sum()), truncation=rule.info.truncation
     )
+
+
+def prompts_without_distinct_pair(items: list[PromptItem], mask: np.ndarray) -> np.ndarray:
+    """(P,) bool: prompts left with fewer than two distinct texts (nothing to pair).
+
+    Why: pool scope retires them from the candidate pool, as batch scope passes them by.
+    """
+    return np.asarray((mask & ~identical_text_mask(items, mask)).sum(axis=1) < 2)
 
 
 def _first_occurrences(ids: list[str]) -> np.ndarray:
