@@ -264,9 +264,15 @@ class FakeKubelet:
         spec = job["spec"]["template"]["spec"]
         mounts = self._mount(spec, root)
         (container,) = spec["containers"]
-        cmd = [*container.get("command", []), *container.get("args", [])]
-        if cmd[0] == "prefloop":
-            cmd = [sys.executable, "-m", "prefloop.cli", *cmd[1:]]
+        # Container paths in the command are mapped to the pod's mounts; this host's Python is
+        # not a container path and is never mapped (a checkout under /tmp made the pod's /tmp
+        # emptyDir swallow it: FileNotFoundError, no pod ever started).
+        words = [
+            _map(c, mounts) for c in [*container.get("command", []), *container.get("args", [])]
+        ]
+        cmd = (
+            [sys.executable, "-m", "prefloop.cli", *words[1:]] if words[0] == "prefloop" else words
+        )
         if "--metrics-port" in cmd:  # a pod has its own network namespace; this host does not
             cmd[cmd.index("--metrics-port") + 1] = str(free_port())
         env = {**os.environ, **self.env}
@@ -281,7 +287,7 @@ class FakeKubelet:
         try:
             with log.open("wb") as out:
                 proc = subprocess.Popen(
-                    [_map(c, mounts) for c in cmd],
+                    cmd,
                     cwd=_map(container.get("workingDir", str(root)), mounts),
                     env=env,
                     stdout=out,
