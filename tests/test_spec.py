@@ -152,6 +152,9 @@ def test_batch_scope_keeps_the_fingerprint_of_runs_before_pool_scope(repo_root: 
         _manifest(seed=1, acquisition={"scope": "pool", "candidatePoolSize": 100})
     )
     assert len({pool.fingerprint(), sized.fingerprint(), batch}) == 3
+    head = {"numHeads": 4, "bootstrap": True}
+    boot = parse_activerun(_manifest(seed=1, rewardModel={"head": head})).fingerprint()
+    assert boot != batch  # a later field away from its neutral value is a new configuration
 
 
 def test_fingerprint_ignores_budget_only() -> None:

@@ -772,6 +772,14 @@ class Metadata(_Model):
         return v
 
 
+NEUTRAL_LATER_FIELDS: dict[tuple[str, ...], Any] = {
+    ("reward_model", "head", "bootstrap"): False,
+    ("reward_model", "head", "random_prior_scale"): 0.0,
+}
+"""Fields added after runs were first checkpointed, left out of the fingerprint while they hold
+the value that reproduces the older behaviour, so those checkpoints still resume."""
+
+
 class ActiveRun(_Model):
     """An ActiveRun manifest."""
 
@@ -801,6 +809,12 @@ class ActiveRun(_Model):
             | ({"acquisition": pool_fields} if batch_scope else {})
             | {"evaluation": {"shadow_random"}},
         )
+        for path, neutral in NEUTRAL_LATER_FIELDS.items():
+            parent = data
+            for key in path[:-1]:
+                parent = parent.get(key) or {}
+            if path[-1] in parent and parent[path[-1]] == neutral:
+                del parent[path[-1]]
         blob = json.dumps({"name": self.metadata.name, "spec": data}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
