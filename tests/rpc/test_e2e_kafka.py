@@ -71,6 +71,7 @@ def test_kafka_run_equals_embedded_and_export_rebuilds_it(
     assert dataset_file(out).read_text() == reference.dataset
 
 
+@pytest.mark.long  # a restart scenario: make test-long (keeps make test < 15 min)
 def test_kafka_run_survives_trainer_and_reward_sigkill(
     reference: Any, kafka_bootstrap: str, tmp_path: Path
 ) -> None:

@@ -97,6 +97,7 @@ def test_policy_run_through_services_equals_embedded(
     assert "lm_head.weight" in weights  # the announcement carries the policy's weights
 
 
+@pytest.mark.long  # a restart scenario: make test-long (keeps make test < 15 min)
 def test_policy_trainer_sigkilled_mid_run_changes_nothing(
     policy_reference: PolicyReference, kafka_bootstrap: str, tmp_path: Path
 ) -> None:

@@ -68,6 +68,7 @@ def test_pool_scope_through_the_services_equals_embedded(reference: Any, tmp_pat
     assert dataset_file(tmp_path / "svc").read_text() == expected
 
 
+@pytest.mark.long  # a restart scenario: make test-long (keeps make test < 15 min)
 def test_judge_sigkill_mid_run_changes_nothing(
     services: dict[str, ServiceProcess], reference: Any, tmp_path: Path
 ) -> None:
