@@ -7,7 +7,10 @@ policy loop (tests/trainer): both kill the process once a checkpoint is on disk,
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -26,3 +29,16 @@ def latest_round(out: Path) -> int:
     if not pointer.exists():
         return 0
     return int(pointer.read_text().strip().split("-")[1])
+
+
+def kill_after_round(cmd: list[str], out: Path, round_index: int, env: dict[str, str]) -> int:
+    """Start ``cmd`` (a ``prefloop run`` writing to ``out``), SIGKILL it once the checkpoint of
+    ``round_index`` is on disk, and return the round its newest checkpoint reached."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while latest_round(out) < round_index and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return latest_round(out)

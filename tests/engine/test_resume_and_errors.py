@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from _run_process import latest_round, run_command
+from _run_process import kill_after_round, run_command
 from prefloop.cli import main
 from prefloop.data.run_dataset import dataset_file
 from prefloop.data.writers import read_dataset
@@ -46,19 +44,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_dataset(
     assert len(reference) == 32  # 40 prompts, 8 held out, 8 rounds of 4
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(
-        run_command(repo_root, killed, overrides),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 300
-    while latest_round(killed) < 3 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = latest_round(killed)
+    done = kill_after_round(run_command(repo_root, killed, overrides), killed, 3, env)
     assert 3 <= done < 8
     assert not dataset_file(killed).exists()
 

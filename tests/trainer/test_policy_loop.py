@@ -12,9 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from _run_process import latest_round, run_command
+from _run_process import kill_after_round, run_command
 from _tiny_llama import policy_overrides, save_tiny_causal_lm
 from prefloop.acquisition import AcquisitionInput, select
 from prefloop.cli import main
@@ -175,19 +173,8 @@ def test_policy_run_sigkilled_after_a_checkpoint_resumes_to_the_same_dataset(
     overrides = policy_overrides(tiny_dir, 3)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(
-        run_command(repo_root, killed, overrides),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 300
-    while latest_round(killed) < 1 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 1 <= latest_round(killed) < 3
+    done = kill_after_round(run_command(repo_root, killed, overrides), killed, 1, env)
+    assert 1 <= done < 3
     assert not dataset_file(killed).exists()
 
     resume = run_command(repo_root, killed, overrides, "--resume")
