@@ -53,7 +53,7 @@ test-soak: setup
 ## Reduced label-efficiency + speed benches (< 10 min on 2 cores); full commands: docs/benchmarks.md
 bench: $(STAMP)
 	$(VENV)/bin/prefloop bench label-efficiency --data data/alpacaeval/sample100.jsonl \
-		--methods random,delta_ucb,drts --seeds 3 --budget 48 --batch-size 16 \
+		--methods random,delta_ucb,delta_ucb+src,drts+src --seeds 3 --budget 48 --batch-size 16 \
 		--max-length-tokens 64 --num-heads 8 --epochs-per-round 5 \
 		--cache-dir bench-reports/features-max64 --out bench-reports/label-efficiency
 	$(VENV)/bin/prefloop bench speed --prompts 1000,10000 --responses 16 --repeats 2 \

@@ -32,6 +32,7 @@ def make_tiny_run(repo_root: Path, out: Path, feature_cache_dir: Path, *extra: s
     args = ["run", str(repo_root / "examples" / "quickstart.yaml"), "--output", str(out)]
     overrides = [
         "spec.prompts.limit=40",
+        "spec.evaluation.shadowRandom=false",
         "spec.batchSize=8",
         "spec.rewardModel.embedder.maxLengthTokens=64",
         f"spec.rewardModel.embedder.cacheDir={feature_cache_dir}",
@@ -60,6 +61,7 @@ def policy_overrides(model_dir: Path, rounds: int, method: str = "adpo") -> list
     params = "{gamma: 0.05, pairing: random}" if method == "adpo" else "{}"
     return [
         "spec.prompts.limit=20",
+        "spec.evaluation.shadowRandom=false",
         "spec.batchSize=3",
         "spec.seed=5",
         "spec.trainer.kind=policy",

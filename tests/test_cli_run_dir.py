@@ -45,6 +45,7 @@ def _tiny(shared: tuple[Path, Path], limit: int) -> list[str]:
     return [
         f"spec.prompts.path={data}",
         f"spec.prompts.limit={limit}",
+        "spec.evaluation.shadowRandom=false",
         "spec.batchSize=2",
         "spec.rewardModel.embedder.maxLengthTokens=32",
         f"spec.rewardModel.embedder.cacheDir={cache}",

@@ -143,8 +143,12 @@ def test_overrides(repo_root: Path) -> None:
 def test_batch_scope_keeps_the_fingerprint_of_runs_before_pool_scope(repo_root: Path) -> None:
     """Checkpoints written before ``acquisition.scope`` existed still resume (values computed
     on the code before it); pool scope is a different configuration."""
-    quickstart = load_activerun(repo_root / "examples" / "quickstart.yaml")
+    earlier = ["spec.rewardModel.sourceModels.enabled=false"]  # the quickstart before it
+    quickstart = load_activerun(repo_root / "examples" / "quickstart.yaml", earlier)
     assert quickstart.fingerprint() == "27d0ad7b83d37a6d"
+    now = load_activerun(repo_root / "examples" / "quickstart.yaml")
+    assert now.spec.reward_model.source_models.enabled
+    assert now.fingerprint() != quickstart.fingerprint()
     batch = parse_activerun(_manifest(seed=1)).fingerprint()
     assert parse_activerun(_manifest(seed=1, acquisition={"scope": "batch"})).fingerprint() == batch
     pool = parse_activerun(_manifest(seed=1, acquisition={"scope": "pool"}))

@@ -296,6 +296,25 @@ class HeadSpec(_Model):
     """Temperature of P(i > j) = sigmoid(s / tau) (`bgpm`)."""
 
 
+class SourceModelsSpec(_Model):
+    """Source-model strengths: what the judge has said so far about *which LLM* wrote an answer.
+
+    A Bradley-Terry posterior over the response pool's models, fitted on every judged pair
+    (Laplace approximation, `reward/source_strength.py`), is added to the head's estimates
+    before the rule runs: mean + weight * theta, variance + weight^2 * var(theta), and one joint
+    draw of theta per posterior sample. docs/methods.md, "Source-model strengths", has the
+    measurements behind the default."""
+
+    enabled: bool = False
+    """Add the strengths to the reward estimates the rule sees (the held-out accuracy in
+    metrics.csv stays the head's own). Responses with no model name share one strength."""
+    weight: Annotated[float, Field(gt=0.0)] = 1.0
+    """Scale of the strengths relative to the head's rewards (both are Bradley-Terry logits)."""
+    prior_precision: Annotated[float, Field(gt=0.0)] = 1.0
+    """Precision of the N(0, 1/priorPrecision) prior on each model's strength; a model never
+    judged keeps variance 1/priorPrecision, so optimistic rules try it."""
+
+
 class RewardModelSpec(_Model):
     """Embedder plus uncertainty head."""
 
@@ -303,6 +322,8 @@ class RewardModelSpec(_Model):
     """Frozen text encoder."""
     head: HeadSpec = HeadSpec()
     """Uncertainty head."""
+    source_models: SourceModelsSpec = SourceModelsSpec()
+    """Source-model strengths added to the head's estimates for the acquisition rule."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -775,6 +796,7 @@ class Metadata(_Model):
 NEUTRAL_LATER_FIELDS: dict[tuple[str, ...], Any] = {
     ("reward_model", "head", "bootstrap"): False,
     ("reward_model", "head", "random_prior_scale"): 0.0,
+    ("reward_model", "source_models"): {"enabled": False, "weight": 1.0, "prior_precision": 1.0},
 }
 """Fields added after runs were first checkpointed, left out of the fingerprint while they hold
 the value that reproduces the older behaviour, so those checkpoints still resume."""

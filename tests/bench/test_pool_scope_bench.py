@@ -12,8 +12,10 @@ import yaml
 from prefloop.bench.scope_options import (
     ScopeOptionError,
     params_for,
+    parse_method_overrides,
     parse_method_params,
     split_label,
+    uses_source_models,
     with_scope,
 )
 from prefloop.cli import main
@@ -35,6 +37,59 @@ def test_scope_labels_keep_random_as_the_batch_reference() -> None:
     assert split_label("drts@pool") == ("drts", "pool")
     with pytest.raises(ScopeOptionError, match="only scope suffix"):
         split_label("drts@batch")
+
+
+def test_src_labels_switch_on_source_model_strengths_in_the_run_they_build(
+    tmp_path: Path,
+) -> None:
+    from prefloop.bench.label_efficiency import LabelEfficiencyConfig, build_run, resolve_methods
+
+    assert split_label("drts+src@pool") == ("drts", "pool")
+    assert split_label("delta_ucb+src") == ("delta_ucb", "batch")
+    assert uses_source_models("drts+src@pool") and not uses_source_models("drts@pool")
+    assert with_scope(["random", "drts+src"], "both") == ["random", "drts+src", "drts+src@pool"]
+    assert resolve_methods("random,delta_ucb+src") == ["random", "delta_ucb+src"]
+    cfg = LabelEfficiencyConfig(
+        data=REPO / "data" / "alpacaeval" / "sample100.jsonl", out=tmp_path, methods=["random"]
+    )
+    on = build_run(cfg, "drts+src@pool", seed=1)
+    off = build_run(cfg, "drts", seed=1)
+    assert on.spec.reward_model.source_models.enabled
+    assert not off.spec.reward_model.source_models.enabled
+    assert on.spec.acquisition.method == "drts" and on.spec.acquisition.scope == "pool"
+    assert on.metadata.name == "bench-drts-src-pool-s1"
+
+
+def test_tagged_variants_get_their_own_manifest_fields(tmp_path: Path) -> None:
+    from prefloop.bench.label_efficiency import (
+        BenchConfigError,
+        LabelEfficiencyConfig,
+        build_run,
+        resolve_methods,
+    )
+
+    assert split_label("delta_ucb+src@pool#w4") == ("delta_ucb", "pool")
+    assert resolve_methods("random,delta_ucb+src#w4") == ["random", "delta_ucb+src#w4"]
+    sets = parse_method_overrides(
+        "delta_ucb+src#w4:rewardModel.sourceModels.weight=4,"
+        "delta_ucb+src#w4:rewardModel.sourceModels.priorPrecision=0.5"
+    )
+    data = REPO / "data" / "alpacaeval" / "sample100.jsonl"
+    cfg = LabelEfficiencyConfig(data=data, out=tmp_path, methods=["random"], method_overrides=sets)
+    run = build_run(cfg, "delta_ucb+src#w4", seed=2)
+    src = run.spec.reward_model.source_models
+    assert (src.enabled, src.weight, src.prior_precision) == (True, 4.0, 0.5)
+    assert run.metadata.name == "bench-delta-ucb-src-w4-s2"
+    plain = build_run(cfg, "delta_ucb+src", seed=2).spec.reward_model.source_models
+    assert plain.weight == 1.0
+    bad = LabelEfficiencyConfig(
+        data=data, out=tmp_path, methods=["random"],
+        method_overrides=parse_method_overrides("drts:rewardModel.sourceModels.weight=-1"),
+    )  # fmt: skip
+    with pytest.raises(BenchConfigError, match=r"--set drts:rewardModel\.sourceModels\.weight=-1"):
+        build_run(bad, "drts", seed=0)
+    with pytest.raises(ScopeOptionError, match="METHOD:PATH=VALUE"):
+        parse_method_overrides("weight=4")
 
 
 def test_method_params_parse_and_the_label_overrides_the_rule() -> None:

@@ -46,3 +46,29 @@ def test_summary_has_a_ratio_ci_and_the_markdown_leads_with_the_downstream_headl
     first_section = rest.split("\n## ")[0]
     assert "| fast | 8 | 128 |" in first_section and "| random | 8 | 128 |" in first_section
     assert "[0." in first_section  # a CI is printed
+
+
+def test_third_budget_test_separates_a_3x_method_from_a_2x_one() -> None:
+    """The issue-12 target: the value at 1/3 of Random's labels beats Random's final value."""
+    rng = np.random.default_rng(1)
+    pts = []
+    for seed in range(8):
+        for method, reach, lead in (("random", 128, 0.0), ("twice", 64, 0.0), ("thrice", 32, 0.02)):
+            for r in range(1, 9):
+                labels = 16 * r
+                value = 0.5 + 0.3 * min(labels / reach, 1.0) + lead
+                pts.append(
+                    {
+                        "method": method, "seed": seed, "round": r,
+                        "annotations": labels, "pairs": labels,
+                        **{m: value + rng.normal(0, 0.002) for m in METRICS},
+                    }
+                )  # fmt: skip
+    sig = {
+        (r["method"], r["test"]): r
+        for r in significance(pts)
+        if r["metric"] == "downstream_accuracy"
+    }
+    assert sig[("thrice", "third_budget")]["significant_0.05"]
+    assert not sig[("twice", "third_budget")]["significant_0.05"]
+    assert sig[("twice", "half_budget")]["alternative"] == "greater"

@@ -32,6 +32,7 @@ def embedded_run(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         repo_root / "examples" / "quickstart.yaml",
         [
             "spec.prompts.limit=16",
+            "spec.evaluation.shadowRandom=false",
             "spec.batchSize=4",
             "spec.rewardModel.embedder.maxLengthTokens=64",
             "spec.rewardModel.head.numHeads=4",

@@ -18,6 +18,7 @@ def small_overrides(feature_cache_dir: Path) -> list[str]:
     """A quickstart shrunk to 40 prompts, 64-token texts and 8-prompt rounds."""
     return [
         "spec.prompts.limit=40",
+        "spec.evaluation.shadowRandom=false",
         "spec.batchSize=8",
         "spec.rewardModel.embedder.maxLengthTokens=64",
         f"spec.rewardModel.embedder.cacheDir={feature_cache_dir}",

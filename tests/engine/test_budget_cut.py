@@ -52,6 +52,8 @@ def _run(repo_root: Path, cache: Path, method: str, params: str) -> ActiveRun:
         repo_root / "examples" / "quickstart.yaml",
         [
             "spec.prompts.limit=20",
+            "spec.evaluation.shadowRandom=false",
+            "spec.rewardModel.sourceModels.enabled=false",  # the cut, on the head's own scores
             f"spec.batchSize={BATCH}",
             "spec.evaluation.heldoutFraction=0.0",
             "spec.rewardModel.embedder.maxLengthTokens=32",

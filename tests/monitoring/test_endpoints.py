@@ -27,6 +27,7 @@ from prefloop.rpc.server import ServerConfig, start_server
 
 TINY_RUN = [
     "spec.prompts.limit=12",
+    "spec.evaluation.shadowRandom=false",
     "spec.batchSize=4",
     "spec.budget.maxRounds=2",
     "spec.rewardModel.head.numHeads=2",

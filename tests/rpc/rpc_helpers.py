@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "examples" / "quickstart.yaml"
 SHRINK = [
     "spec.prompts.limit=24",
+    "spec.evaluation.shadowRandom=false",
     "spec.batchSize=4",
     "spec.rewardModel.embedder.maxLengthTokens=64",
     "spec.rewardModel.head.numHeads=4",

@@ -22,6 +22,9 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     le.add_argument("--methods", default="all", help="'all' or a comma list of rules")
     le.add_argument("--seeds", type=int, default=5)
     le.add_argument(
+        "--first-seed", type=int, default=0, help="seeds are FIRST .. FIRST+SEEDS-1 (fresh seeds)"
+    )
+    le.add_argument(
         "--budget", type=int, default=256, help="judge calls and dataset pairs per run (each)"
     )
     le.add_argument(
@@ -67,6 +70,12 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     le.add_argument("--diversity", choices=("none", "clusters"), default="none")
     le.add_argument(
         "--params", default=None, help="per-method parameters: 'drts:beta=2,drts@pool:beta=1'"
+    )
+    le.add_argument(
+        "--set",
+        default=None,
+        help="per-method manifest fields below spec.: "
+        "'delta_ucb+src#w4:rewardModel.sourceModels.weight=4,...' (a #tag names a variant)",
     )
 
     ca = bsub.add_parser("calibration", help="does each reward head's sigma predict its error")
@@ -150,13 +159,18 @@ def run_bench(args: argparse.Namespace) -> int:
             run_label_efficiency,
         )
         from prefloop.bench.report import write_report
-        from prefloop.bench.scope_options import parse_method_params, with_scope
+        from prefloop.bench.scope_options import (
+            parse_method_overrides,
+            parse_method_params,
+            with_scope,
+        )
 
         cfg = LabelEfficiencyConfig(
             data=args.data,
             out=args.out,
             methods=with_scope(resolve_methods(args.methods), args.scope),
             seeds=args.seeds,
+            first_seed=args.first_seed,
             budget=args.budget,
             batch_size=args.batch_size,
             heldout_fraction=args.heldout_fraction,
@@ -172,6 +186,7 @@ def run_bench(args: argparse.Namespace) -> int:
             candidate_pool_size=args.candidate_pool_size,
             diversity=args.diversity,
             method_params=parse_method_params(args.params),
+            method_overrides=parse_method_overrides(args.set),
             policy=args.policy,
             adpo_gamma=args.adpo_gamma,
         )
@@ -208,8 +223,8 @@ def run_bench(args: argparse.Namespace) -> int:
                 else []
             ),
             "p-values: paired Wilcoxon signed-rank vs random over seeds, Holm per (metric, test);"
-            " final/AUC two-sided, half-budget one-sided (value at half of Random's annotations"
-            " > Random's final value)",
+            " final/AUC two-sided, half- and third-budget one-sided (value at 1/2 or 1/3 of"
+            " Random's annotations > Random's final value)",
         ]
         files = write_report(points, cfg.out, notes)
         console.print(f"report: {files['summary_md']}")

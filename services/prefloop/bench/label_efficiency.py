@@ -45,7 +45,7 @@ from prefloop.bench.policy_methods import (
     policy_rule,
     resolve_policy,
 )
-from prefloop.bench.scope_options import params_for, split_label
+from prefloop.bench.scope_options import params_for, split_label, uses_source_models
 from prefloop.data.records import PromptItem, ScoredBatch
 from prefloop.engine.build import build_embedded_roles, build_judge, build_reward_model
 from prefloop.engine.checkpoint import derive_seed
@@ -53,7 +53,7 @@ from prefloop.engine.local_roles import LocalRewardModel
 from prefloop.engine.roles import RewardRole, RewardScores
 from prefloop.engine.round_engine import split_prompts
 from prefloop.engine.runner import execute
-from prefloop.spec import ActiveRun, parse_activerun
+from prefloop.spec import ActiveRun, SpecError, apply_override, parse_activerun
 
 BASE_MANIFEST: dict[str, Any] = {
     "apiVersion": "prefloop.dev/v1alpha1",
@@ -92,6 +92,8 @@ class LabelEfficiencyConfig:
     out: Path
     methods: list[str]
     seeds: int = 5
+    first_seed: int = 0
+    """Seeds are ``first_seed .. first_seed + seeds - 1`` (a confirmation run on fresh seeds)."""
     budget: int = 256
     batch_size: int = 64
     heldout_fraction: float = 0.2
@@ -113,6 +115,8 @@ class LabelEfficiencyConfig:
     """``rule@pool`` methods: ``acquisition.diversity``."""
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Per method label or rule: acquisition parameters (``--params``)."""
+    method_overrides: dict[str, list[str]] = field(default_factory=dict)
+    """Per method label: manifest fields ``PATH=VALUE`` below ``spec.`` (``--set``)."""
     policy: str | None = None
     """``--policy``: the policy of the ``policy:*`` methods, a local directory or ``tiny``."""
     adpo_gamma: float = 1.3
@@ -126,6 +130,8 @@ class LabelEfficiencyConfig:
                 f"seeds ({self.seeds}), budget ({self.budget}) and batch size "
                 f"({self.batch_size}) must all be >= 1"
             )
+        if self.first_seed < 0:
+            raise BenchConfigError(f"--first-seed must be >= 0, got {self.first_seed}")
         if not 0 <= self.heldout_fraction < 1:
             raise BenchConfigError(
                 f"heldout fraction must be in [0, 1), got {self.heldout_fraction}"
@@ -187,6 +193,7 @@ def build_run(
     s["rewardModel"]["head"]["numHeads"] = cfg.num_heads
     if method.startswith("bgpm_"):
         s["rewardModel"]["head"] = {"kind": "bgpm"}
+    s["rewardModel"]["sourceModels"] = {"enabled": uses_source_models(label)}
     s["acquisition"]["method"] = method
     s["acquisition"]["params"] = {**params_for(label, cfg.method_params), **(params or {})}
     if scope == "pool":
@@ -198,11 +205,22 @@ def build_run(
     s["budget"]["maxAnnotations"] = cfg.budget - judge_calls_spent
     s["budget"]["maxPairs"] = cfg.budget
     s["evaluation"]["heldoutFraction"] = 0.0 if cfg.eval_data else cfg.heldout_fraction
+    for assignment in cfg.method_overrides.get(label, []):
+        try:
+            apply_override(data, f"spec.{assignment}")
+        except SpecError as exc:
+            raise BenchConfigError(f"--set {label}:{assignment}: {exc}") from None
     if is_policy_method(method):
         if cfg.policy_dir is None:
             raise BenchConfigError(f"{method}: no policy resolved (give --policy PATH or tiny)")
         apply_policy(s, method, cfg.policy_dir, cfg.adpo_gamma)
-    return parse_activerun(data, source=f"bench:{method}:s{seed}")
+    try:
+        return parse_activerun(data, source=f"bench:{method}:s{seed}")
+    except SpecError as exc:
+        if label not in cfg.method_overrides:
+            raise
+        sets = ",".join(cfg.method_overrides[label])
+        raise BenchConfigError(f"--set {label}:{sets}: {exc}") from None
 
 
 class EvalOnItems:
@@ -445,7 +463,7 @@ def run_label_efficiency(
         console=console,
     ) as progress:
         task = progress.add_task("label-efficiency", total=cfg.seeds * len(cfg.methods))
-        for seed in range(cfg.seeds):
+        for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
             for method in cfg.methods:
                 progress.update(task, description=f"seed {seed} [magenta]{method}[/]")
                 pts = run_one(cfg, method, seed, items, eval_items, quiet)

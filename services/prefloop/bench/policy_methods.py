@@ -52,7 +52,7 @@ def policy_rule(method: str) -> str:
 
 def method_slug(method: str) -> str:
     """The method as a run name / directory part (``policy:ae_dpo`` -> ``policy-ae-dpo``)."""
-    return method.replace(":", "-").replace("_", "-")
+    return method.replace(":", "-").replace("_", "-").replace("+", "-").replace("#", "-")
 
 
 def resolve_policy(policy: str | None, texts: list[str], out: Path) -> Path:

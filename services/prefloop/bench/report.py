@@ -10,8 +10,9 @@ Files written to the report directory:
   seeds), the normalised area under the curve, the x the mean curve needs to reach Random's mean
   final value and the label-efficiency ratio (that / Random's x);
 * ``significance.csv``: paired Wilcoxon signed-rank tests against Random over seeds on the final
-  value and the AUC (two-sided), and on the value at half of Random's x against Random's final
-  value (one-sided, "greater"), with Holm-corrected p-values per (metric, test) family and
+  value and the AUC (two-sided), and on the value at half (``half_budget``) and at a third
+  (``third_budget``, the issue-12 target) of Random's x against Random's final value
+  (one-sided, "greater"), with Holm-corrected p-values per (metric, test) family and
   seeded bootstrap 95% CIs of the mean paired difference;
 * ``query_rate.csv`` (and a table in ``summary.md``): per round, the judge queries, the
   pseudo-labels and the query rate of every method that pseudo-labels (ADPO,
@@ -59,6 +60,8 @@ METRICS: dict[str, str] = {
     "label_agreement": "dataset: labels agreeing with judge scores",
 }
 REFERENCE = "random"
+BUDGET_SHARE_TESTS: dict[str, float] = {"half_budget": 0.5, "third_budget": 1 / 3}
+"""One-sided tests: the method's value at this share of Random's labels > Random's final value."""
 BOOTSTRAP_SEED = 20240917
 AXES: dict[str, str] = {"annotations": "judge calls", "pairs": "pairs in the dataset"}
 """The x of a learning curve: a point column and its label."""
@@ -210,7 +213,7 @@ def significance(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
         by_axis = {axis: curves(points, metric, axis) for axis in AXES}
         if REFERENCE not in by_axis["annotations"]:
             continue
-        for test in ("final", "auc", "half_budget"):
+        for test in ("final", "auc", *BUDGET_SHARE_TESTS):
             family: list[dict[str, Any]] = []
             for method in sorted(by_axis["annotations"]):
                 if method == REFERENCE:
@@ -229,10 +232,10 @@ def significance(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         vals.append(auc(x, y))
                         refs.append(auc(rx, ry))
                     else:
-                        vals.append(value_at(x, y, 0.5 * rxf))
+                        vals.append(value_at(x, y, BUDGET_SHARE_TESTS[test] * rxf))
                         refs.append(ryf)
                 v, r = np.array(vals, dtype=np.float64), np.array(refs, dtype=np.float64)
-                alternative = "greater" if test == "half_budget" else "two-sided"
+                alternative = "greater" if test in BUDGET_SHARE_TESTS else "two-sided"
                 median, p = wilcoxon_vs_reference(v, r, alternative)
                 lo, hi = bootstrap_ci(v - r, rng)
                 d = v - r
@@ -360,13 +363,13 @@ def summary_markdown(
         lines.append(
             "| method | seeds | judge calls | pairs | final (mean ± std) | AUC | axis | "
             "to reach Random | ratio | seeds <= half | p final (Holm) | p AUC (Holm) | "
-            "p half-budget (Holm) |"
+            "p half-budget (Holm) | p third-budget (Holm) |"
         )
-        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             ps = [
                 sig_by.get((metric, r["method"], t), {}).get("p_holm", float("nan"))
-                for t in ("final", "auc", "half_budget")
+                for t in ("final", "auc", *BUDGET_SHARE_TESTS)
             ]
             lines.append(
                 f"| {r['method']} | {r['seeds']} | {r['final_annotations']:.0f} | "

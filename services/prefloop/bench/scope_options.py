@@ -6,6 +6,12 @@ both scopes against the same Random reference. ``--scope pool`` puts every liste
 Random in pool scope, ``--scope both`` runs each in both scopes. Random stays in batch scope: its
 prompts are uniformly random in either scope (its pool value is a seeded uniform draw), and the
 report's reference is the rule named ``random``.
+
+``+src`` (``delta_ucb+src``, ``drts+src@pool``) runs the rule with
+``rewardModel.sourceModels.enabled: true`` (docs/methods.md, "Source-model strengths"); a label
+without it keeps the bench manifest's setting (off). A ``#tag`` at the end names a variant
+(``delta_ucb+src#w4``) whose manifest fields ``--set 'delta_ucb+src#w4:PATH=VALUE'`` changes, so
+one bench can sweep a setting (PATH below ``spec.``, as in a manifest).
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from typing import Any, Literal
 import yaml
 
 POOL_SUFFIX = "@pool"
+SOURCE_SUFFIX = "+src"
+TAG_SEPARATOR = "#"
 REFERENCE = "random"
 BenchScope = Literal["batch", "pool", "both"]
 
@@ -23,8 +31,15 @@ class ScopeOptionError(ValueError):
     """A bench method label or parameter list that cannot be read."""
 
 
+def uses_source_models(label: str) -> bool:
+    """``drts+src`` (or ``drts+src@pool``) runs with ``rewardModel.sourceModels.enabled``."""
+    return SOURCE_SUFFIX in label
+
+
 def split_label(label: str) -> tuple[str, str]:
-    """``drts@pool`` -> (``drts``, ``pool``); ``drts`` -> (``drts``, ``batch``)."""
+    """``drts@pool`` -> (``drts``, ``pool``); ``drts`` -> (``drts``, ``batch``); a ``+src``
+    before the scope and a ``#tag`` at the end are not part of the rule's name."""
+    label = label.split(TAG_SEPARATOR, 1)[0].replace(SOURCE_SUFFIX, "", 1)
     if label.endswith(POOL_SUFFIX):
         return label[: -len(POOL_SUFFIX)], "pool"
     if "@" in label:
@@ -43,7 +58,7 @@ def with_scope(labels: list[str], scope: BenchScope) -> list[str]:
         if own == "pool" or rule == REFERENCE:
             out.append(label)
             continue
-        out.extend([rule, rule + POOL_SUFFIX] if scope == "both" else [rule + POOL_SUFFIX])
+        out.extend([label, label + POOL_SUFFIX] if scope == "both" else [label + POOL_SUFFIX])
     return list(dict.fromkeys(out))
 
 
@@ -60,6 +75,21 @@ def parse_method_params(text: str | None) -> dict[str, dict[str, Any]]:
         if not sep or not eq or not key or not name:
             raise ScopeOptionError(f"--params: {item!r} is not METHOD:NAME=VALUE")
         out.setdefault(key.strip(), {})[name.strip()] = yaml.safe_load(value)
+    return out
+
+
+def parse_method_overrides(text: str | None) -> dict[str, list[str]]:
+    """``--set 'delta_ucb+src#w4:rewardModel.sourceModels.weight=4,...'`` -> {label: [PATH=VALUE]}.
+
+    Why: a sensitivity study runs one rule with several values of a manifest field, each as its
+    own labelled method, against the same Random reference.
+    """
+    out: dict[str, list[str]] = {}
+    for item in filter(None, (x.strip() for x in (text or "").split(","))):
+        label, sep, assignment = item.partition(":")
+        if not sep or "=" not in assignment or not label.strip():
+            raise ScopeOptionError(f"--set: {item!r} is not METHOD:PATH=VALUE")
+        out.setdefault(label.strip(), []).append(assignment.strip())
     return out
 
 

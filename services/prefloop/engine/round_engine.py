@@ -69,6 +69,7 @@ from prefloop.engine.selection import (
     select_distinct,
     selection_pair_ids,
 )
+from prefloop.engine.source_models import source_duels, source_scored
 from prefloop.judge.base import Judgement, JudgeRequest, response_key
 from prefloop.spec import ActiveRun
 from prefloop.spec_human import carries_timed_out_pairs
@@ -245,6 +246,8 @@ class RoundEngine:
         t = time.perf_counter()
         batch = ScoredBatch.from_items(items)
         scores = self.roles.reward.score(list(items), batch.mask)
+        if spec.reward_model.source_models.enabled:
+            scores = source_scored(spec, state, items, batch.mask, scores)
         timings["reward"] = time.perf_counter() - t
         prompt_ids = [it.prompt_id for it in items]
         if self.publisher is not None:
@@ -337,6 +340,7 @@ class RoundEngine:
         state.model_version = train.model_version
         keep = [p for p in pairs if self._enters_dataset(p.label_source)]
         state.pairs_used += len(keep)
+        state.source_duels.extend(source_duels(keep))
         facts = RoundFacts(
             items=items,
             pairs=pairs,

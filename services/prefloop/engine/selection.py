@@ -114,7 +114,7 @@ def select_distinct(
         pref_mean=scores.pref_mean,
         pref_var=scores.pref_var,
         judge_scores=batch.judge_scores,
-        models=_models_array(items, batch.mask),
+        models=models_array(items, batch.mask),
     )
     params = dict(rule.params)
     accepted = rule.info.parameters()
@@ -220,7 +220,8 @@ def _first_occurrences(ids: list[str]) -> np.ndarray:
     return out
 
 
-def _models_array(items: list[PromptItem], mask: np.ndarray) -> np.ndarray:
+def models_array(items: list[PromptItem], mask: np.ndarray) -> np.ndarray:
+    """(P, N) object array of each response's model name ("" for padding)."""
     out = np.full(mask.shape, "", dtype=object)
     for p, it in enumerate(items):
         for n, r in enumerate(it.responses):
