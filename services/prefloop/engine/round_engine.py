@@ -47,12 +47,18 @@ from prefloop.data.records import (
     LabelSource,
     PreferencePair,
     PromptItem,
-    Response,
     ScoredBatch,
 )
 from prefloop.engine.budget import Remaining, remaining_budget
 from prefloop.engine.checkpoint import RunState, derive_seed, load_checkpoint, save_checkpoint
 from prefloop.engine.costs import add_totals, judge_usage
+from prefloop.engine.judgements import (
+    JudgeRetry,
+    failure_record,
+    judgement_record,
+    request_of_failure,
+    with_judge_score,
+)
 from prefloop.engine.roles import (
     AcquisitionRole,
     GenerationRole,
@@ -79,15 +85,6 @@ log = logging.getLogger("prefloop.engine")
 STEPS = ("generation", "reward", "acquisition", "judge", "training")
 WARMUP_RULE = "random"
 """The rule of the BGPM head's warm-up round (the reference's seed set is random pairs)."""
-
-
-@dataclass
-class _Retry:
-    """Recorded failures asked again: their requests, response indices and failure records."""
-
-    requests: list[JudgeRequest] = field(default_factory=list)
-    indices: dict[str, tuple[int, int]] = field(default_factory=dict)
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class ResumeError(RuntimeError):
@@ -403,7 +400,7 @@ class RoundEngine:
         """DeltaQwen's own labels are identity labels; any other rule's are pseudo-labels."""
         return "identity" if rule.name == "delta_qwen" else "pseudo"
 
-    def _carried_requests(self, state: RunState) -> _Retry:
+    def _carried_requests(self, state: RunState) -> JudgeRetry:
         """The failed pairs a human judge with ``onTimeout: carry`` is asked again this round.
 
         Why: people who missed a round's timeout label its pairs in the next round of the same
@@ -412,7 +409,7 @@ class RoundEngine:
         pairs are taken within the budget, which they reserve before the rule selects.
         """
         if not carries_timed_out_pairs(self.run) or not state.judge_failures:
-            return _Retry()
+            return JudgeRetry()
         left = self.remaining(state)
         return self._failed_requests(state, max(0, min(left.annotations, left.pairs)))
 
@@ -422,12 +419,12 @@ class RoundEngine:
         items: list[PromptItem],
         sel: Selection,
         rule: RuleInfo,
-        carried: _Retry | None = None,
+        carried: JudgeRetry | None = None,
     ) -> list[PreferencePair]:
         """Ask the judge about new pairs (never twice) and the ``carried`` ones in one call,
         apply self-labels, build the pairs (carried ones first)."""
         name = self.run.metadata.name
-        carried = carried or _Retry()
+        carried = carried or JudgeRetry()
         requests: list[JudgeRequest] = list(carried.requests)
         requested: dict[str, tuple[int, int]] = dict(carried.indices)
         planned: list[tuple[int, int, int, int, str]] = []
@@ -473,8 +470,8 @@ class RoundEngine:
                     round=state.round,
                     prompt_id=item.prompt_id,
                     prompt=item.prompt,
-                    chosen=_with_judge_score(item.responses[ci], scores),
-                    rejected=_with_judge_score(item.responses[ri], scores),
+                    chosen=with_judge_score(item.responses[ci], scores),
+                    rejected=with_judge_score(item.responses[ri], scores),
                     chosen_index=ci,
                     rejected_index=ri,
                     acquisition=rule.name,
@@ -509,12 +506,12 @@ class RoundEngine:
                     before["reason"] = verdict.failure
                     continue
                 i, j = indices[req.pair_id]
-                state.judge_failures[req.pair_id] = _failure_record(
+                state.judge_failures[req.pair_id] = failure_record(
                     req, verdict, i, j, state.round, rule_name
                 )
                 continue
             state.judge_failures.pop(req.pair_id, None)
-            state.judged[req.pair_id] = _judgement_dict(req, verdict)
+            state.judged[req.pair_id] = judgement_record(req, verdict)
             state.annotations_used += 1
         failed = [v for v in verdicts if v.failed]
         if failed:
@@ -540,18 +537,18 @@ class RoundEngine:
         return self._retried_pairs(state, retry, verdicts)
 
     @staticmethod
-    def _failed_requests(state: RunState, limit: int) -> _Retry:
+    def _failed_requests(state: RunState, limit: int) -> JudgeRetry:
         """The first ``limit`` recorded failures as requests, with their indices and records."""
-        retry = _Retry()
+        retry = JudgeRetry()
         for pid, record in list(state.judge_failures.items())[:limit]:
-            request, i, j = _request_of_failure(pid, record)
+            request, i, j = request_of_failure(pid, record)
             retry.requests.append(request)
             retry.indices[pid] = (i, j)
             retry.records[pid] = record
         return retry
 
     def _retried_pairs(
-        self, state: RunState, retry: _Retry, verdicts: list[Judgement]
+        self, state: RunState, retry: JudgeRetry, verdicts: list[Judgement]
     ) -> list[PreferencePair]:
         """The labelled pairs of failures asked again (in this round's number); failed ones
         stay recorded."""
@@ -571,8 +568,8 @@ class RoundEngine:
                     round=state.round,
                     prompt_id=request.item.prompt_id,
                     prompt=request.item.prompt,
-                    chosen=_with_judge_score(chosen, jd.get("scores", {})),
-                    rejected=_with_judge_score(rejected, jd.get("scores", {})),
+                    chosen=with_judge_score(chosen, jd.get("scores", {})),
+                    rejected=with_judge_score(rejected, jd.get("scores", {})),
                     chosen_index=i if a_wins else j,
                     rejected_index=j if a_wins else i,
                     acquisition=retry.records[request.pair_id]["acquisition"],
@@ -584,64 +581,3 @@ class RoundEngine:
                 )
             )
         return pairs
-
-
-def _judgement_dict(req: JudgeRequest, j: Judgement) -> dict[str, Any]:
-    """A judgement stored order-free: who won (by response key), with what probability, and
-    each response's judge score by response key."""
-    if j.pair_id != req.pair_id:
-        raise RuntimeError(f"judge answered pair {j.pair_id} for request {req.pair_id}")
-    winner = req.a if j.winner == 0 else req.b
-    p_a = float(j.probability_a)
-    scores = {
-        response_key(r): float(s)
-        for r, s in ((req.a, j.score_a), (req.b, j.score_b))
-        if s is not None and math.isfinite(s)
-    }
-    return {
-        "winner_key": response_key(winner),
-        "probability_winner": p_a if j.winner == 0 else 1.0 - p_a,
-        "score_a": j.score_a,
-        "score_b": j.score_b,
-        "scores": scores,
-        "tie": bool(j.tie),
-        "rationale": j.rationale,
-    }
-
-
-def _with_judge_score(response: Response, scores: dict[str, float]) -> Response:
-    """The response with the live judge's score when it has no stored one (so the data set's
-    ``chosen_score`` / ``rejected_score`` carry the judge's ratings)."""
-    if response.score is not None:
-        return response
-    score = scores.get(response_key(response))
-    return response if score is None else replace(response, score=score)
-
-
-def _failure_record(
-    req: JudgeRequest, verdict: Judgement, i: int, j: int, round_index: int, rule: str
-) -> dict[str, Any]:
-    """What it takes to ask about a failed pair again: the request, why it failed, where from."""
-    item = req.item
-    return {
-        "round": round_index,
-        "reason": verdict.failure,
-        "acquisition": rule,
-        "prompt_id": item.prompt_id,
-        "prompt": item.prompt if isinstance(item.prompt, str) else [dict(m) for m in item.prompt],
-        "source": item.source,
-        "a": {"model": req.a.model, "text": req.a.text, "score": req.a.score, "index": i},
-        "b": {"model": req.b.model, "text": req.b.text, "score": req.b.score, "index": j},
-    }
-
-
-def _request_of_failure(pid: str, record: dict[str, Any]) -> tuple[JudgeRequest, int, int]:
-    """The request (and the two response indices) of a recorded failure."""
-    prompt = record["prompt"]
-    item = PromptItem(
-        record["prompt_id"],
-        prompt if isinstance(prompt, str) else tuple(dict(m) for m in prompt),
-        source=record.get("source", ""),
-    )
-    a, b = (Response(r["model"], r["text"], r.get("score")) for r in (record["a"], record["b"]))
-    return JudgeRequest(pid, item, a, b), int(record["a"]["index"]), int(record["b"]["index"])
