@@ -17,6 +17,7 @@ pseudo-labels), is reported in ``query_rate.csv`` and in ``summary.md``.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ def policy_rule(method: str) -> str:
 
 def method_slug(method: str) -> str:
     """The method as a run name / directory part (``policy:ae_dpo`` -> ``policy-ae-dpo``)."""
-    return method.replace(":", "-").replace("_", "-").replace("+", "-").replace("#", "-")
+    return re.sub(r"[^a-z0-9@]+", "-", method.lower()).strip("-")
 
 
 def resolve_policy(policy: str | None, texts: list[str], out: Path) -> Path:
