@@ -143,6 +143,23 @@ def test_validate_warns_about_a_budget_the_pool_cannot_fill(
     assert "warning: budget.maxPairs 90 cannot be reached" in err and "at least 10 short" in err
 
 
+def test_validate_warns_when_source_strengths_meet_a_rule_they_hurt(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The quickstart's source-model strengths with InfoMax measured worse: said before a run."""
+    assert _validate("spec.acquisition.method=infomax") == 0
+    err = capsys.readouterr().err
+    assert "warning: rewardModel.sourceModels is on with acquisition.method infomax" in err
+    assert "spec.rewardModel.sourceModels.enabled=false" in err
+    assert (
+        _validate("spec.acquisition.method=infomax", "spec.rewardModel.sourceModels.enabled=false")
+        == 0
+    )
+    assert "sourceModels" not in capsys.readouterr().err
+    assert _validate() == 0  # the quickstart's own DeltaUCB: no warning
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_the_bound_counts_the_pairs_a_prompt_has(
     repo_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -83,6 +83,7 @@ def online(tmp_path_factory: pytest.TempPathFactory) -> OnlineRun:
         f"spec.responses.models=[{models}]",
         "spec.responses.maxNewTokens=6",
         "spec.judge.kind=reward_model",
+        "spec.evaluation.shadowRandom=false",
         f"spec.judge.rewardModel={{path: {judge_dir}}}",
         "spec.judge.mode=deterministic",
         "spec.trainer.kind=policy",

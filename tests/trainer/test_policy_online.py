@@ -105,6 +105,7 @@ def test_online_responses_come_from_the_current_policy_version(
             f"spec.responses.models=[{models}]",
             f"spec.responses.maxNewTokens={NEW_TOKENS}",
             "spec.judge.kind=reward_model",
+            "spec.evaluation.shadowRandom=false",
             f"spec.judge.rewardModel={{path: {_reward_model(tmp_path / 'rm')}}}",
             "spec.judge.mode=deterministic",
             "spec.trainer.kind=policy",
@@ -167,6 +168,7 @@ def test_policy_samples_need_the_policy_in_the_generation_role(
         "spec.responses.source=models",
         f"spec.responses.models={models}",
         "spec.judge.kind=reward_model",
+        "spec.evaluation.shadowRandom=false",
         f"spec.judge.rewardModel={{path: {tmp_path}}}",
     ]
     manifest = repo_root / "examples" / "quickstart.yaml"

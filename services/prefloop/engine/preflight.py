@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefloop.acquisition.registry import RuleInfo, get_rule
+from prefloop.acquisition.registry import SOURCE_MODELS_HURT, RuleInfo, get_rule
 from prefloop.data.errors import ProblemCollector
 from prefloop.data.formats import detect_format, iter_raw_rows
 from prefloop.data.readers import load_prompt_items
@@ -98,7 +98,10 @@ def check_data(run: ActiveRun, manifest_dir: Path | None) -> DataReport:
         pool_size=pool_size,
         heldout_size=n_held,
         reachable_annotations=reachable,
-        warnings=tuple(budget_warnings(run, pool_size, n_held, reachable)),
+        warnings=(
+            *budget_warnings(run, pool_size, n_held, reachable),
+            *source_model_warnings(run),
+        ),
     )
 
 
@@ -208,6 +211,23 @@ def _pairs_per_prompt_cap(rule: RuleInfo, params: dict[str, Any], spec_value: in
 def _pair_count(n_responses: int, cap: int | None) -> int:
     pairs = n_responses * (n_responses - 1) // 2
     return pairs if cap is None else min(cap, pairs)
+
+
+def source_model_warnings(run: ActiveRun) -> list[str]:
+    """A warning when source-model strengths are on with a rule they were measured to hurt.
+
+    Why: the quickstart turns them on; a user who switches its method to, say, InfoMax should
+    learn before the run that the combination was measured worse, and how to turn them off.
+    """
+    method = run.spec.acquisition.method
+    if not run.spec.reward_model.source_models.enabled or method not in SOURCE_MODELS_HURT:
+        return []
+    return [
+        f"rewardModel.sourceModels is on with acquisition.method {method}, which seeks close or "
+        "uncertain pairs: the strengths make them closer and the combination measured worse "
+        "than the rule alone (docs/benchmarks.md, 'Source-model strengths'); set "
+        "spec.rewardModel.sourceModels.enabled=false for this rule"
+    ]
 
 
 def budget_warnings(run: ActiveRun, pool_size: int, n_held: int, reachable: int) -> list[str]:
