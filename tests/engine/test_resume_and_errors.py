@@ -26,7 +26,13 @@ def _args(repo_root: Path, out: Path, overrides: list[str]) -> list[str]:
 @pytest.mark.model
 @pytest.mark.parametrize(
     "scope",
-    [[], ["spec.acquisition.scope=pool", "spec.acquisition.candidatePoolSize=12"]],
+    [
+        [],
+        pytest.param(
+            ["spec.acquisition.scope=pool", "spec.acquisition.candidatePoolSize=12"],
+            marks=pytest.mark.long,  # 30 s: make test-long (the suite's 15-minute budget)
+        ),
+    ],
     ids=["batch", "pool"],
 )
 def test_sigkill_then_resume_gives_the_uninterrupted_dataset(

@@ -51,7 +51,16 @@ def test_quickstart_end_to_end(repo_root: Path, tmp_path: Path, feature_cache_di
     summary = json.loads((out / "summary.json").read_text())
     assert summary["pairs_in_dataset"] == 80
     assert summary["stop_reason"] in {"prompts exhausted", "annotation budget exhausted"}
-    assert "held-out pairwise accuracy" in (out / "summary.md").read_text()
+    summary_md = (out / "summary.md").read_text()
+    assert "held-out pairwise accuracy" in summary_md
+    # the quickstart runs Random beside itself (evaluation.shadowRandom) and says what it bought
+    shadow = [
+        json.loads(x) for x in (out / "shadow-random" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [m["round"] for m in shadow] == [1, 2, 3, 4, 5]
+    assert shadow[-1]["annotations_used"] == 80
+    assert "Random on the same prompts (shadow run" in summary_md
+    assert summary["shadow_random"]["final_heldout_accuracy"] == shadow[-1]["heldout_accuracy"]
 
 
 def test_same_seed_same_dataset(

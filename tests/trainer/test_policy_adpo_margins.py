@@ -96,6 +96,7 @@ def test_adpo_queries_follow_the_threshold_on_constructed_margins(
             "spec.batchSize=4",
             "spec.seed=11",
             "spec.evaluation.heldoutFraction=0",
+            "spec.rewardModel.sourceModels.enabled=false",  # the margins are the policy's own
             "spec.trainer.kind=policy",
             f"spec.trainer.policy.model={model_dir}",
             "spec.trainer.policy.batchSize=2",

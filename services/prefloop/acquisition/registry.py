@@ -94,7 +94,19 @@ Batch rules that take ``max_pairs`` rank the candidate pool themselves (``batch`
 neither group (ADPO) is refused in pool scope. A test keeps every per-prompt rule listed."""
 
 
-SOURCE_MODELS_HURT: frozenset[str] = frozenset({"dts", "infogain", "infomax", "maxmin_lcb"})
+SOURCE_MODELS_HURT: frozenset[str] = frozenset(
+    {
+        "activerlhf_dpp",
+        "activerlhf_duo",
+        "adpo",
+        "ae_dpo",
+        "dts",
+        "infogain",
+        "infomax",
+        "maxmin_lcb",
+        "us_dpo",
+    }
+)
 """Rules measured worse with ``rewardModel.sourceModels`` than without (docs/benchmarks.md,
 "Source-model strengths"): they seek close or uncertain pairs, and the strengths make the pairs
 they find closer still. ``prefloop run`` and ``validate`` warn when the two are combined."""
