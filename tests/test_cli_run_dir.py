@@ -162,6 +162,9 @@ def test_interrupt_status_then_resume(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # Ctrl-C as in a terminal: a suite started in the background of a shell without job
+        # control inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     pointer = out / "checkpoints" / "LATEST"
     deadline = time.monotonic() + 300

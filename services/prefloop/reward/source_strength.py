@@ -2,10 +2,11 @@
 
 Every prompt is answered by the same pool of LLMs, and which LLM wrote an answer predicts its
 judged quality far better than a small head on frozen sentence features does early in a run (on
-AlpacaEval the best of 16 models wins 0.71 of its judge score mass, the worst 0.02). A rule that
-wants the prompt's best and worst answers (DeltaUCB, DRTS: the "delta" that ActiveUltraFeedback,
-https://arxiv.org/abs/2603.09692, and delta learning, https://arxiv.org/abs/2507.06187, find most
-useful) should therefore use what the judge has already said about each model.
+AlpacaEval the answers of the best of 16 models score 0.71 on average, the worst 0.02). A rule
+that wants the prompt's best and worst answers (DeltaUCB, DRTS: the "delta" that
+ActiveUltraFeedback, https://arxiv.org/abs/2603.09692, and delta learning,
+https://arxiv.org/abs/2507.06187, find most useful) should therefore use what the judge has
+already said about each model.
 
 This module fits, from the judged pairs so far, one strength theta_m per source model under the
 Bradley-Terry likelihood P(a beats b) = sigmoid(theta_a - theta_b) (Bradley & Terry 1952) with a
