@@ -53,6 +53,7 @@ def test_quickstart_end_to_end(repo_root: Path, tmp_path: Path, feature_cache_di
     assert summary["stop_reason"] in {"prompts exhausted", "annotation budget exhausted"}
     summary_md = (out / "summary.md").read_text()
     assert "held-out pairwise accuracy" in summary_md
+    assert "- method: **delta_ucb** with source-model strengths, seed 4" in summary_md
     # the quickstart runs Random beside itself (evaluation.shadowRandom) and says what it bought
     shadow = [
         json.loads(x) for x in (out / "shadow-random" / "metrics.jsonl").read_text().splitlines()

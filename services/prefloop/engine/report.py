@@ -167,6 +167,7 @@ def summarize(
     summary = {
         "run": run.metadata.name,
         "method": run.spec.acquisition.method,
+        "source_model_strengths": run.spec.reward_model.source_models.enabled,
         "seed": run.spec.seed,
         "rounds": result.state.round,
         "annotations_used": result.state.annotations_used,
@@ -191,7 +192,9 @@ def summarize(
         f"# prefloop run `{run.metadata.name}`",
         "",
         *(f"> **Warning:** {w}\n" for w in warnings),
-        f"- method: **{summary['method']}**, seed {summary['seed']}, "
+        f"- method: **{summary['method']}**"
+        + (" with source-model strengths" if summary["source_model_strengths"] else "")
+        + f", seed {summary['seed']}, "
         f"stopped after {summary['rounds']} rounds ({summary['stop_reason']})",
         f"- annotations used: {summary['annotations_used']}; pairs in the data set: "
         f"{summary['pairs_in_dataset']}",
