@@ -76,3 +76,31 @@ def policy_overrides(model_dir: Path, rounds: int, method: str = "adpo") -> list
         f"spec.budget.maxRounds={rounds}",
         "spec.output.includePseudoLabels=true",
     ]
+
+
+def online_policy_overrides(
+    prompts: Path, samplers: tuple[str, ...], judge_dir: Path, model_dir: Path, new_tokens: int
+) -> list[str]:
+    """Online AE-Borda with a policy in the loop: every pool entry samples from the policy being
+    trained (``backend: policy``), a reward-model judge, rounds of 2 prompts, no budget."""
+    models = ", ".join(f"{{name: {n}, backend: policy}}" for n in samplers)
+    return [
+        f"spec.prompts.path={prompts}",
+        "spec.batchSize=2",
+        "spec.seed=7",
+        "spec.evaluation.heldoutFraction=0",
+        "spec.responses.source=models",
+        f"spec.responses.models=[{models}]",
+        f"spec.responses.maxNewTokens={new_tokens}",
+        "spec.judge.kind=reward_model",
+        "spec.evaluation.shadowRandom=false",
+        f"spec.judge.rewardModel={{path: {judge_dir}}}",
+        "spec.judge.mode=deterministic",
+        "spec.trainer.kind=policy",
+        f"spec.trainer.policy.model={model_dir}",
+        "spec.trainer.policy.learningRate=0.05",
+        "spec.trainer.policy.stepsPerRound=3",
+        "spec.trainer.policy.batchSize=2",
+        "spec.acquisition.method=ae_borda",
+        "spec.budget.maxAnnotations=null",
+    ]

@@ -34,7 +34,12 @@ from rpc_helpers import (
 )
 from transformers import LlamaForSequenceClassification
 
-from _tiny_llama import save_tiny_causal_lm, tiny_config, tiny_tokenizer
+from _tiny_llama import (
+    online_policy_overrides,
+    save_tiny_causal_lm,
+    tiny_config,
+    tiny_tokenizer,
+)
 from prefloop.bus.kafka_bus import KafkaBus
 from prefloop.bus.publisher import RunPublisher
 from prefloop.data.run_dataset import dataset_file
@@ -73,27 +78,7 @@ def online(tmp_path_factory: pytest.TempPathFactory) -> OnlineRun:
     torch.manual_seed(0)
     LlamaForSequenceClassification(tiny_config(tokenizer, num_labels=1)).save_pretrained(judge_dir)
     tokenizer.save_pretrained(judge_dir)
-    models = ", ".join(f"{{name: {n}, backend: policy}}" for n in SAMPLERS)
-    extra = (
-        f"spec.prompts.path={prompts}",
-        "spec.batchSize=2",
-        "spec.seed=7",
-        "spec.evaluation.heldoutFraction=0",
-        "spec.responses.source=models",
-        f"spec.responses.models=[{models}]",
-        "spec.responses.maxNewTokens=6",
-        "spec.judge.kind=reward_model",
-        "spec.evaluation.shadowRandom=false",
-        f"spec.judge.rewardModel={{path: {judge_dir}}}",
-        "spec.judge.mode=deterministic",
-        "spec.trainer.kind=policy",
-        f"spec.trainer.policy.model={model_dir}",
-        "spec.trainer.policy.learningRate=0.05",
-        "spec.trainer.policy.stepsPerRound=3",
-        "spec.trainer.policy.batchSize=2",
-        "spec.acquisition.method=ae_borda",
-        "spec.budget.maxAnnotations=null",
-    )
+    extra = tuple(online_policy_overrides(prompts, SAMPLERS, judge_dir, model_dir, 6))
     return OnlineRun(extra, model_dir)
 
 

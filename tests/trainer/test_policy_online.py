@@ -20,7 +20,12 @@ import torch
 from rich.console import Console
 from transformers import LlamaForSequenceClassification
 
-from _tiny_llama import save_tiny_causal_lm, tiny_config, tiny_tokenizer
+from _tiny_llama import (
+    online_policy_overrides,
+    save_tiny_causal_lm,
+    tiny_config,
+    tiny_tokenizer,
+)
 from prefloop.data.records import PromptItem
 from prefloop.engine.build import build_embedded_roles
 from prefloop.engine.checkpoint import derive_seed
@@ -92,30 +97,10 @@ def test_online_responses_come_from_the_current_policy_version(
         )
     )
     model_dir = save_tiny_causal_lm(tmp_path / "lm", PROMPTS * 3, seed=1)
-    models = ", ".join(f"{{name: {n}, backend: policy}}" for n in SAMPLERS)
     manifest = repo_root / "examples" / "quickstart.yaml"
+    judge_dir = _reward_model(tmp_path / "rm")
     run = load_activerun(
-        manifest,
-        [
-            f"spec.prompts.path={prompts}",
-            "spec.batchSize=2",
-            "spec.seed=7",
-            "spec.evaluation.heldoutFraction=0",
-            "spec.responses.source=models",
-            f"spec.responses.models=[{models}]",
-            f"spec.responses.maxNewTokens={NEW_TOKENS}",
-            "spec.judge.kind=reward_model",
-            "spec.evaluation.shadowRandom=false",
-            f"spec.judge.rewardModel={{path: {_reward_model(tmp_path / 'rm')}}}",
-            "spec.judge.mode=deterministic",
-            "spec.trainer.kind=policy",
-            f"spec.trainer.policy.model={model_dir}",
-            "spec.trainer.policy.learningRate=0.05",
-            "spec.trainer.policy.stepsPerRound=3",
-            "spec.trainer.policy.batchSize=2",
-            "spec.acquisition.method=ae_borda",
-            "spec.budget.maxAnnotations=null",
-        ],
+        manifest, online_policy_overrides(prompts, SAMPLERS, judge_dir, model_dir, NEW_TOKENS)
     )
     out = tmp_path / "run"
     roles, policy, _ = build_embedded_roles(run, out, manifest.parent)

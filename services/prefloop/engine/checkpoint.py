@@ -59,7 +59,7 @@ class RunState:
     """Reward-model version (bumped by every training round)."""
     source_duels: list[list[str]] = field(default_factory=list)
     """[winner model, loser model] of every judge-labelled, untied pair in the data set, in
-    order: what ``rewardModel.sourceModels`` fits its strengths on."""
+    order, kept while ``rewardModel.sourceModels`` is enabled: what it fits its strengths on."""
     judged: dict[str, dict[str, Any]] = field(default_factory=dict)
     """pair_id -> stored judgement: the judge is never asked twice for the same pair."""
     judge_failures: dict[str, dict[str, Any]] = field(default_factory=dict)

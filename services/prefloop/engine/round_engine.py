@@ -337,7 +337,8 @@ class RoundEngine:
         state.model_version = train.model_version
         keep = [p for p in pairs if self._enters_dataset(p.label_source)]
         state.pairs_used += len(keep)
-        state.source_duels.extend(source_duels(keep))
+        if spec.reward_model.source_models.enabled:  # only they read it: keep checkpoints lean
+            state.source_duels.extend(source_duels(keep))
         facts = RoundFacts(
             items=items,
             pairs=pairs,

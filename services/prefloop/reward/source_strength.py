@@ -97,7 +97,6 @@ def fit_source_strengths(
     b = np.array([index_of[str(losers[k])] for k in keep], dtype=np.int64)
     wk = w[keep]
     theta = np.zeros(m)
-    hessian = prior_precision * np.eye(m)
     for _ in range(NEWTON_ITERATIONS):
         p = 1.0 / (1.0 + np.exp(-(theta[a] - theta[b])))  # P(winner beats loser)
         resid = wk * (1.0 - p)

@@ -23,26 +23,11 @@ import copy
 from typing import TYPE_CHECKING, Any, Protocol
 
 from prefloop.engine.local_roles import LocalReward, LocalRewardModel, LocalTrainer
-from prefloop.engine.roles import RewardRole, TrainResult
+from prefloop.engine.roles import RewardRole, TrainerRole
 from prefloop.rpc.common import ServiceContext
 
 if TYPE_CHECKING:  # torch and transformers load only for a policy run
-    from prefloop.data.records import PreferencePair
     from prefloop.trainer.policy import PolicyModel
-
-
-class Trains(Protocol):
-    """The training half of the trainer role (the service keeps its own state files)."""
-
-    def train(
-        self,
-        pairs: list[PreferencePair],
-        *,
-        round_index: int,
-        n_done: int,
-        n_total: int,
-        seed: int,
-    ) -> TrainResult: ...
 
 
 class ServedModel(Protocol):
@@ -53,7 +38,7 @@ class ServedModel(Protocol):
 
     def reward_role(self) -> RewardRole: ...
 
-    def trainer_role(self) -> Trains: ...
+    def trainer_role(self) -> TrainerRole: ...
 
     def published_state(self) -> dict[str, Any]:
         """What the reward role scores with (head or policy weights)."""
@@ -87,7 +72,7 @@ class ServedHead:
     def reward_role(self) -> RewardRole:
         return LocalReward(self.model)
 
-    def trainer_role(self) -> Trains:
+    def trainer_role(self) -> TrainerRole:
         return LocalTrainer(self.model)
 
     def published_state(self) -> dict[str, Any]:
@@ -122,7 +107,7 @@ class ServedPolicy:
 
         return PolicyReward(self.model)
 
-    def trainer_role(self) -> Trains:
+    def trainer_role(self) -> TrainerRole:
         from prefloop.trainer.policy import PolicyTrainer
 
         return PolicyTrainer(self.model)
